@@ -1,0 +1,201 @@
+"""BTC Laptop Agents: paper-trade BTCUSDT perpetual futures on Bitunix market data.
+
+The only place that wires objects together. `python main.py --headless --duration 10` runs a
+session in the terminal; see README.md for every option.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+EXIT_OK, EXIT_SESSION_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_float(name: str, lo: float = 0.0, hi: float = math.inf, inclusive_lo=False):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        ok_lo = v >= lo if inclusive_lo else v > lo
+        if not (math.isfinite(v) and ok_lo and v <= hi):
+            bound = f"{'>=' if inclusive_lo else '>'} {lo:g}" + (f" and <= {hi:g}" if
+                                                                  math.isfinite(hi) else "")
+            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text!r}")
+        return v
+    return conv
+
+
+def _int_range(name: str, lo: int, hi: int):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be in [{lo}, {hi}], got {text!r}")
+        return v
+    return conv
+
+
+def _speed(text: str) -> float:
+    if text.strip().lower() == "max":
+        return math.inf
+    try:
+        return _positive_float("--speed", 0.0, 10_000.0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--speed must be a number in (0, 10000] or 'max', got {text!r}") from None
+
+
+def _symbol(text: str) -> str:
+    s = text.strip().upper()
+    if not (3 <= len(s) <= 20 and s.isalnum()):
+        raise argparse.ArgumentTypeError(f"--symbol must be 3-20 letters/digits, got {text!r}")
+    return s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
+        "data (or the bundled replay), headless or in a desktop window.")
+    p.add_argument("--headless", action="store_true", help="run in the terminal, no window")
+    p.add_argument("--duration", type=_positive_float("--duration", 0.0, 7 * 24 * 60),
+                   default=10.0, metavar="MIN",
+                   help="session length in minutes of market-data time (default 10)")
+    p.add_argument("--source", choices=("auto", "bitunix", "replay"), default="auto",
+                   help="auto: try Bitunix briefly, else replay the bundled data (default)")
+    p.add_argument("--replay-file", type=Path, metavar="PATH",
+                   help="CSV or CSV.gz market data to replay (default: the bundled dYdX day)")
+    p.add_argument("--speed", type=_speed, default=1.0, metavar="X|max",
+                   help="replay speed: market seconds per wall second, or max (default 1)")
+    p.add_argument("--execution-latency-ms", type=_int_range("--execution-latency-ms", 0,
+                                                             600_000),
+                   default=1000, metavar="N", help="delay from signal to fill (default 1000)")
+    p.add_argument("--symbol", type=_symbol, default="BTCUSDT")
+    p.add_argument("--data-dir", type=Path, metavar="DIR",
+                   help="where logs, state, journal and reports go (default: per-user data "
+                        "dir, or $BTC_LAPTOP_DATA_DIR)")
+    p.add_argument("--seed", type=_int_range("--seed", 0, 2**31 - 1), default=0)
+    p.add_argument("--chaos", default="", metavar="SPEC",
+                   help="local-exchange faults, e.g. drop@30s,stall@90s:15s,garbage@120s")
+    p.add_argument("--starting-balance", type=str, default="10000", metavar="USDT")
+    p.add_argument("--risk-per-trade", type=_positive_float("--risk-per-trade", 0.0, 0.5),
+                   default=0.01, metavar="FRACTION", help="equity fraction risked to the stop")
+    p.add_argument("--taker-fee-bps", type=_positive_float("--taker-fee-bps", 0, 1000, True),
+                   default=6.0)
+    p.add_argument("--maker-fee-bps", type=_positive_float("--maker-fee-bps", 0, 1000, True),
+                   default=2.0)
+    p.add_argument("--slip-bps", type=_positive_float("--slip-bps", 0, 1000, True), default=2.0,
+                   help="slippage used only when no quote exists at fill time")
+    p.add_argument("--spread-usd", type=_positive_float("--spread-usd", 0.0, 1000.0),
+                   default=1.0, help="bid/ask spread for replay files without quotes")
+    p.add_argument("--no-flatten", action="store_true",
+                   help="leave an open position open at session end")
+    p.add_argument("--reset-account", action="store_true",
+                   help="start from --starting-balance instead of the saved paper account")
+    p.add_argument("--quiet", action="store_true", help="no progress line, warnings only")
+    p.add_argument("--inject-strategy-error", type=_int_range("--inject-strategy-error", 1,
+                                                              10**6),
+                   metavar="N", help="fault injection: the strategy raises on closed candle N")
+    return p
+
+
+def parse_config(argv: list[str]):
+    """Parse and validate everything before any file is written; exit 2 on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from trading.broker import BrokerConfig
+    from trading.risk import BreakerConfig
+    from trading.runtime.session import SessionConfig
+    from trading.strategy import MomentumParams
+    try:
+        balance = Decimal(args.starting_balance)
+        if not balance.is_finite() or balance <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        parser.error(f"argument --starting-balance: must be a positive number, "
+                     f"got {args.starting_balance!r}")
+    try:
+        broker = BrokerConfig(starting_cash=balance, taker_fee_bps=args.taker_fee_bps,
+                              maker_fee_bps=args.maker_fee_bps, slip_bps=args.slip_bps,
+                              latency_ms=args.execution_latency_ms,
+                              risk_per_trade=args.risk_per_trade, symbol=args.symbol)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.chaos:
+        from trading.runtime.exchange import ChaosPlan
+        try:
+            ChaosPlan.parse(args.chaos)
+        except ValueError as e:
+            parser.error(f"argument --chaos: {e}")
+        if args.source == "bitunix":
+            parser.error("argument --chaos: faults are injected by the local exchange; "
+                         "they need --source replay or auto")
+        if math.isinf(args.speed):
+            parser.error("argument --chaos: --speed max replays in-process with no socket; "
+                         "use a finite --speed to inject network faults")
+    if args.replay_file is not None:
+        if args.source == "bitunix":
+            parser.error("argument --replay-file: not used with --source bitunix")
+        from trading.runtime.datafiles import load_market_file
+        if not args.replay_file.is_file():
+            parser.error(f"argument --replay-file: no such file: {args.replay_file}")
+        try:
+            load_market_file(args.replay_file)
+        except (ValueError, OSError) as e:
+            parser.error(f"argument --replay-file: {e}")
+    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
+        parser.error(f"argument --data-dir: not a directory: {args.data_dir}")
+    from storage.paths import default_data_dir
+    data_dir = args.data_dir or default_data_dir()
+    cfg = SessionConfig(
+        data_dir=data_dir, duration_min=args.duration, source=args.source,
+        replay_file=args.replay_file, speed=args.speed, symbol=args.symbol, seed=args.seed,
+        chaos=args.chaos, broker=broker, breaker=BreakerConfig(), strategy=MomentumParams(),
+        flatten_at_end=not args.no_flatten, reset_account=args.reset_account,
+        spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
+        progress_stream=None if args.quiet else sys.stdout)
+    return args, cfg
+
+
+def run_headless(cfg, quiet: bool = False) -> int:
+    """Run one session in this process; return its exit code."""
+    import logging
+
+    from storage.logger import setup_logging
+    from trading.runtime.session import Session
+    setup_logging(Path(cfg.data_dir), console=True,
+                  level=logging.WARNING if quiet else logging.INFO)
+    session = Session(cfg)
+
+    def on_term(signum, frame):  # SIGTERM: end cleanly, flatten, write the report
+        session.request_stop(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = session.run()
+    report = getattr(session, "final_report", None) or {}
+    print(f"{report.get('status', 'error').upper()}: pnl {report.get('pnl_absolute', 0):+.2f} "
+          f"USDT, fills {report.get('fills', 0)}, reconnects {report.get('reconnects', 0)}, "
+          f"report {getattr(session, 'run_dir', '?')}/final_report.json", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, cfg = parse_config(argv)
+    if not args.headless:
+        print("The desktop window is not built yet: run with --headless "
+              "(e.g. python main.py --headless --duration 10).", file=sys.stderr)
+        return EXIT_USAGE
+    return run_headless(cfg, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    sys.exit(main())

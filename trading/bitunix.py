@@ -1,0 +1,255 @@
+"""Bitunix public futures websocket protocol as pure functions.
+
+Builds the client's frames (subscribe / unsubscribe / ping) and parses every server push into
+domain events. See BITUNIX_PROTOCOL.md: numbers arrive as strings, klines have no open-time and
+no closed flag, unknown `op` values are ignored. A frame that cannot be trusted raises
+`ProtocolError`; the caller counts it and goes on.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Iterable
+
+import orjson
+
+from trading.model import (FundingInfo, KlineUpdate, Pong, Quote, TradeTick, ValidationError)
+
+PUBLIC_WS_URL = "wss://fapi.bitunix.com/public/"
+REST_BASE_URL = "https://fapi.bitunix.com"
+KLINE_PATH = "/api/v1/futures/market/kline"
+MAX_SUBSCRIPTIONS = 300
+MAX_CLIENT_MSGS_PER_S = 5
+
+DEFAULT_CHANNELS = ("market_kline_1min", "depth_book1", "price")
+
+
+class ProtocolError(ValueError):
+    """A frame that is malformed, mistyped or carries implausible values."""
+
+
+def subscribe_message(subscriptions: Iterable[tuple[str, str]]) -> str:
+    """Build one subscribe frame carrying every (symbol, channel) pair."""
+    args = [{"symbol": s, "ch": ch} for s, ch in sorted(set(subscriptions))]
+    if not args:
+        raise ValueError("nothing to subscribe to")
+    if len(args) > MAX_SUBSCRIPTIONS:
+        raise ValueError(f"{len(args)} subscriptions exceed Bitunix's {MAX_SUBSCRIPTIONS}")
+    return orjson.dumps({"op": "subscribe", "args": args}).decode()
+
+
+def unsubscribe_message(subscriptions: Iterable[tuple[str, str]]) -> str:
+    """Build one unsubscribe frame for the given (symbol, channel) pairs."""
+    args = [{"symbol": s, "ch": ch} for s, ch in sorted(set(subscriptions))]
+    return orjson.dumps({"op": "unsubscribe", "args": args}).decode()
+
+
+def ping_message(now_s: int) -> str:
+    """Build the JSON keep-alive ping; `now_s` is Unix seconds."""
+    return orjson.dumps({"op": "ping", "ping": int(now_s)}).decode()
+
+
+# ---- parsing ----
+
+def _num(value, name: str) -> float:
+    # Bitunix sends numbers as strings; accept real numbers too, never bools/containers.
+    if isinstance(value, str):
+        try:
+            out = float(value)
+        except ValueError:
+            raise ProtocolError(f"{name} is not numeric: {value[:40]!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    else:
+        raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
+    if not math.isfinite(out):
+        raise ProtocolError(f"{name} is not finite: {value!r}")
+    return out
+
+
+def _ts(value, name: str = "ts") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
+    try:
+        out = int(float(value))
+    except (ValueError, OverflowError):
+        raise ProtocolError(f"{name} is not a timestamp: {value!r}") from None
+    if out <= 0:
+        raise ProtocolError(f"{name} must be > 0: {value!r}")
+    return out
+
+
+def _iso_ms(value, name: str) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if not isinstance(value, str):
+        raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise ProtocolError(f"{name} is not ISO-8601: {value[:40]!r}") from None
+
+
+def _obj(value, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{name} is not an object")
+    return value
+
+
+def _parse_kline(frame: dict, ts: int, symbol: str) -> list:
+    d = _obj(frame.get("data"), "data")
+    try:
+        return [KlineUpdate(ts=ts, open=_num(d.get("o"), "o"), high=_num(d.get("h"), "h"),
+                            low=_num(d.get("l"), "l"), close=_num(d.get("c"), "c"),
+                            base_vol=_num(d.get("b", "0"), "b"),
+                            quote_vol=_num(d.get("q", "0"), "q"), symbol=symbol)]
+    except ValidationError as e:
+        raise ProtocolError(str(e)) from None
+
+
+def _level(levels, name: str) -> tuple[float, float]:
+    if not isinstance(levels, list) or not levels:
+        raise ProtocolError(f"{name} has no levels")
+    top = levels[0]
+    if not isinstance(top, list) or len(top) < 2:
+        raise ProtocolError(f"{name}[0] is not [price, size]")
+    return _num(top[0], f"{name} price"), _num(top[1], f"{name} size")
+
+
+def _parse_depth(frame: dict, ts: int, symbol: str) -> list:
+    d = _obj(frame.get("data"), "data")
+    bid, bid_size = _level(d.get("b"), "b")
+    ask, ask_size = _level(d.get("a"), "a")
+    try:
+        return [Quote(ts=ts, bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size,
+                      symbol=symbol)]
+    except ValidationError as e:
+        raise ProtocolError(str(e)) from None
+
+
+def _parse_tickers(frame: dict, ts: int) -> list:
+    rows = frame.get("data")
+    if not isinstance(rows, list):
+        raise ProtocolError("tickers data is not a list")
+    out = []
+    for row in rows:
+        row = _obj(row, "tickers row")
+        if "bd" not in row or "ak" not in row:
+            continue
+        try:
+            out.append(Quote(ts=ts, bid=_num(row["bd"], "bd"), ask=_num(row["ak"], "ak"),
+                             bid_size=_num(row.get("bv", "0"), "bv"),
+                             ask_size=_num(row.get("av", "0"), "av"),
+                             symbol=str(row.get("s", ""))))
+        except ValidationError as e:
+            raise ProtocolError(str(e)) from None
+    return out
+
+
+def _parse_trades(frame: dict, ts: int, symbol: str) -> list:
+    rows = frame.get("data")
+    if not isinstance(rows, list):
+        raise ProtocolError("trade data is not a list")
+    out = []
+    for row in rows:
+        row = _obj(row, "trade row")
+        t = _iso_ms(row["t"], "t") if "t" in row else ts
+        try:
+            out.append(TradeTick(ts=t, price=_num(row.get("p"), "p"), qty=_num(row.get("v"), "v"),
+                                 side=str(row.get("s", "")), symbol=symbol))
+        except ValidationError as e:
+            raise ProtocolError(str(e)) from None
+    return out
+
+
+def _parse_price(frame: dict, ts: int, symbol: str) -> list:
+    d = _obj(frame.get("data"), "data")
+    try:
+        return [FundingInfo(ts=ts, index_px=_num(d.get("ip"), "ip"), mark_px=_num(d.get("mp"), "mp"),
+                            funding_rate=_num(d.get("fr"), "fr"),
+                            funding_ts=_iso_ms(d.get("ft"), "ft"),
+                            next_funding_ts=_iso_ms(d.get("nft"), "nft"), symbol=symbol)]
+    except ValidationError as e:
+        raise ProtocolError(str(e)) from None
+
+
+def parse_frame(raw: str | bytes) -> list:
+    """Parse one websocket text frame into events; [] for frames that carry nothing for us.
+
+    Raises ProtocolError for malformed JSON, wrong types, NaN, non-positive or crossed prices.
+    """
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"invalid JSON: {e}") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(f"frame is a {type(frame).__name__}, not an object")
+    op = frame.get("op")
+    if op is not None:
+        if op == "ping" and "pong" in frame:
+            server_s = _ts(frame.get("ping", frame["pong"]), "ping")
+            return [Pong(ts=server_s * 1000, ping=_ts(frame["pong"], "pong"), pong=server_s)]
+        return []  # connect greeting, subscribe acks and unknown ops
+    ch = frame.get("ch")
+    if ch is None:
+        return []
+    if not isinstance(ch, str):
+        raise ProtocolError("ch is not a string")
+    ts = _ts(frame.get("ts"))
+    symbol = frame.get("symbol", "")
+    if not isinstance(symbol, str):
+        raise ProtocolError("symbol is not a string")
+    if ch.startswith("market_kline_") or ch.startswith("mark_kline_"):
+        if ch != "market_kline_1min":
+            return []
+        return _parse_kline(frame, ts, symbol)
+    if ch in ("depth_book1", "depth_book5", "depth_book15"):
+        return _parse_depth(frame, ts, symbol)
+    if ch == "tickers":
+        return _parse_tickers(frame, ts)
+    if ch == "trade":
+        return _parse_trades(frame, ts, symbol)
+    if ch == "price":
+        return _parse_price(frame, ts, symbol)
+    return []  # channels we do not consume (ticker without bid/ask, depth_books deltas, ...)
+
+
+def parse_rest_klines(body: bytes | str) -> list[dict]:
+    """Parse a REST kline response into candles oldest first: dicts ts/open/high/low/close/volume."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"kline response is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("kline response is not an object")
+    if doc.get("code") != 0:
+        raise ProtocolError(f"kline request failed: code={doc.get('code')!r} msg={doc.get('msg')!r}")
+    rows = doc.get("data")
+    if not isinstance(rows, list):
+        raise ProtocolError("kline response has no data list")
+    out = []
+    for row in rows:
+        row = _obj(row, "kline row")
+        c = {"ts": _ts(row.get("time"), "time"), "open": _num(row.get("open"), "open"),
+             "high": _num(row.get("high"), "high"), "low": _num(row.get("low"), "low"),
+             "close": _num(row.get("close"), "close"),
+             "volume": _num(row.get("baseVol", 0), "baseVol")}
+        if min(c["open"], c["high"], c["low"], c["close"]) <= 0:
+            raise ProtocolError("kline row has a non-positive price")
+        if c["low"] > min(c["open"], c["close"]) or c["high"] < max(c["open"], c["close"]):
+            raise ProtocolError("kline row violates low/high")
+        out.append(c)
+    out.sort(key=lambda c: c["ts"])
+    return out
+
+
+def kline_url(base: str, symbol: str, end_ts: int | None = None, limit: int = 200) -> str:
+    """Build the REST 1m kline URL (newest first, at most 200 rows)."""
+    if not 1 <= limit <= 200:
+        raise ValueError("limit must be 1..200")
+    url = f"{base.rstrip('/')}{KLINE_PATH}?symbol={symbol}&interval=1m&limit={limit}&type=LAST_PRICE"
+    if end_ts is not None:
+        url += f"&endTime={int(end_ts)}"
+    return url

@@ -1,0 +1,337 @@
+"""PaperBroker: a deterministic state machine for market orders on one symbol.
+
+The clock is passed in (epoch ms of market data time). An order submitted at `now` is due at
+`now + latency_ms` and fills at the quote *in force at the due time*: BUY at the ask, SELL at the
+bid. Only when no quote has been seen does it fall back to the last candle close +/- slip_bps.
+Stops and targets are checked on every quote and fill at the quote that crossed them (a gap
+fills at the gapped price). Market orders pay the taker fee. All money is Decimal and the ledger
+reconciles exactly: cash == starting + realized - fees - funding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+from trading.model import (MONEY_Q, Fill, FundingApplied, FundingInfo, Ledger, Order,
+                           OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, Position,
+                           Quote, Side, px_dec)
+
+BPS = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    starting_cash: Decimal = Decimal("10000")
+    taker_fee_bps: float = 6.0  # Bitunix VIP 0 futures
+    maker_fee_bps: float = 2.0  # recorded for completeness: the paper broker sends market orders only
+    slip_bps: float = 2.0  # used only when no quote exists at fill time
+    latency_ms: int = 1000
+    lot_size: Decimal = Decimal("0.001")
+    min_qty: Decimal = Decimal("0.001")
+    risk_per_trade: float = 0.01  # fraction of equity lost if the stop is hit
+    max_leverage: float = 3.0
+    symbol: str = "BTCUSDT"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.starting_cash > 0):
+            problems.append("starting_cash must be > 0")
+        for name in ("taker_fee_bps", "maker_fee_bps", "slip_bps"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0 <= v <= 1000):
+                problems.append(f"{name} must be in [0, 1000]")
+        if not (isinstance(self.latency_ms, int) and 0 <= self.latency_ms <= 600_000):
+            problems.append("latency_ms must be an integer in [0, 600000]")
+        if not (self.lot_size > 0 and self.min_qty >= self.lot_size):
+            problems.append("lot_size must be > 0 and min_qty >= lot_size")
+        if not (math.isfinite(self.risk_per_trade) and 0 < self.risk_per_trade <= 0.5):
+            problems.append("risk_per_trade must be in (0, 0.5]")
+        if not (math.isfinite(self.max_leverage) and 0 < self.max_leverage <= 125):
+            problems.append("max_leverage must be in (0, 125]")
+        if problems:
+            raise ValueError("broker: " + "; ".join(problems))
+
+
+def _q(x: Decimal) -> Decimal:
+    return x.quantize(MONEY_Q, rounding=ROUND_HALF_EVEN)
+
+
+class PaperBroker:
+    """Deterministic paper execution; every method returns the events it caused."""
+
+    def __init__(self, config: BrokerConfig, order_prefix: str = "ord") -> None:
+        self.config = config
+        self.order_prefix = order_prefix
+        self.ledger = Ledger(starting_cash=config.starting_cash, cash=config.starting_cash)
+        self.position = Position()
+        self.pending: list[Order] = []
+        self.quote: Quote | None = None
+        self.last_close: float | None = None
+        self.next_order_num = 1
+        self.fill_seq = 0
+        self.filled_order_ids: set[str] = set()
+        self.funding_due_ts: int | None = None
+        self.funding_rate: float = 0.0
+        self.mark_px: float | None = None
+        self.last_funding_ts: int | None = None
+
+    # ---- queries ----
+    def mark(self) -> float | None:
+        """Return the mid used to mark the position (latest quote, else last close)."""
+        if self.quote is not None:
+            return self.quote.mid
+        return self.last_close
+
+    def unrealized(self) -> Decimal:
+        m = self.mark()
+        if self.position.is_flat or m is None:
+            return Decimal("0")
+        return _q((px_dec(m) - self.position.avg_px) * self.position.qty)
+
+    def equity(self) -> Decimal:
+        return self.ledger.cash + self.unrealized()
+
+    def size_for(self, stop_distance: float, price: float) -> Decimal:
+        """Return the lot-rounded qty risking `risk_per_trade` of equity at `stop_distance`."""
+        cfg = self.config
+        eq = self.equity()
+        if stop_distance <= 0 or price <= 0 or eq <= 0:
+            return Decimal("0")
+        risk_cash = eq * Decimal(repr(cfg.risk_per_trade))
+        qty = risk_cash / Decimal(repr(stop_distance))
+        cap = eq * Decimal(repr(cfg.max_leverage)) / Decimal(repr(price))
+        qty = min(qty, cap)
+        return (qty / cfg.lot_size).to_integral_value(rounding=ROUND_DOWN) * cfg.lot_size
+
+    # ---- commands ----
+    def submit(self, side: Side, reason: str, *, now_ts: int, signal_ts: int, signal_px: float,
+               stop_distance: float = 0.0, target_distance: float = 0.0,
+               qty: Decimal | None = None) -> list:
+        """Queue a market order due at now_ts + latency_ms (entries sized by risk, exits reduce-only)."""
+        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
+        self.next_order_num += 1
+        reduce_only = reason != "entry"
+        if reduce_only:
+            qty = abs(self.position.qty) if qty is None else qty
+            if qty <= 0:
+                return [OrderRejected(order_id, now_ts, "no position to exit")]
+        elif qty is None:
+            ref = self.quote.ask if (self.quote and side is Side.BUY) else (
+                self.quote.bid if self.quote else signal_px)
+            qty = self.size_for(stop_distance, ref)
+        if qty < self.config.min_qty:
+            return [OrderRejected(order_id, now_ts,
+                                  f"size {qty} below minimum {self.config.min_qty}")]
+        order = Order(order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
+                      signal_px=signal_px, due_ts=now_ts + self.config.latency_ms,
+                      reduce_only=reduce_only, stop_distance=stop_distance,
+                      target_distance=target_distance)
+        self.pending.append(order)
+        self.pending.sort(key=lambda o: (o.due_ts, o.order_id))
+        return [OrderSubmitted(order)]
+
+    def on_candle_close(self, close: float) -> None:
+        """Remember the last candle close (fallback price when no quote exists)."""
+        self.last_close = close
+
+    def on_quote(self, q: Quote) -> list:
+        """Apply a new best bid/ask: fill orders due before it at the old quote, then check stops."""
+        events = self._fill_due(lambda due: due < q.ts)
+        self.quote = q
+        events += self._check_exits(q)
+        events += self._fill_due(lambda due: due <= q.ts)
+        events += self._maybe_fund(q.ts)
+        return events
+
+    def advance(self, now_ts: int) -> list:
+        """Fill every order due at or before `now_ts` at the quote in force now."""
+        events = self._fill_due(lambda due: due <= now_ts)
+        events += self._maybe_fund(now_ts)
+        return events
+
+    def on_funding_info(self, info: FundingInfo) -> list:
+        """Learn the next funding time and rate from the `price` channel; settle a passed one."""
+        events = self._maybe_fund(info.ts)
+        self.mark_px = info.mark_px
+        if info.next_funding_ts > info.ts:
+            self.funding_due_ts = info.next_funding_ts
+            self.funding_rate = info.funding_rate
+        return events
+
+    def flatten(self, now_ts: int, reason: str = "flatten") -> list:
+        """Close the position now at the current bid/ask and cancel pending orders."""
+        events: list = []
+        for o in list(self.pending):
+            self.pending.remove(o)
+            events.append(OrderCancelled(o.order_id, now_ts, f"cancelled by {reason}"))
+        if self.position.is_flat:
+            return events
+        side = Side.SELL if self.position.qty > 0 else Side.BUY
+        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
+        self.next_order_num += 1
+        order = Order(order_id=order_id, side=side, qty=abs(self.position.qty), reason=reason,
+                      signal_ts=now_ts, signal_px=self.mark() or 0.0, due_ts=now_ts,
+                      reduce_only=True)
+        events.append(OrderSubmitted(order))
+        events.append(self._execute(order, now_ts, trigger=reason, trigger_px=None,
+                                    strategy=False))
+        return events
+
+    # ---- internals ----
+    def _fill_due(self, is_due) -> list:
+        events = []
+        while self.pending and is_due(self.pending[0].due_ts):
+            order = self.pending.pop(0)
+            if order.reduce_only:
+                held = abs(self.position.qty)
+                same_dir = self.position.side is not None and self.position.side is not order.side
+                if held == 0 or not same_dir:
+                    events.append(OrderCancelled(order.order_id, order.due_ts,
+                                                 "position already closed"))
+                    continue
+                if order.qty > held:
+                    order = replace(order, qty=held)
+            events.append(self._execute(order, order.due_ts, trigger=None, trigger_px=None,
+                                        strategy=True))
+        return events
+
+    def _check_exits(self, q: Quote) -> list:
+        pos = self.position
+        if pos.is_flat:
+            return []
+        hit = None
+        if pos.qty > 0:
+            if pos.stop_px is not None and q.bid <= pos.stop_px:
+                hit = ("stop", pos.stop_px)
+            elif pos.target_px is not None and q.bid >= pos.target_px:
+                hit = ("target", pos.target_px)
+        else:
+            if pos.stop_px is not None and q.ask >= pos.stop_px:
+                hit = ("stop", pos.stop_px)
+            elif pos.target_px is not None and q.ask <= pos.target_px:
+                hit = ("target", pos.target_px)
+        if hit is None:
+            return []
+        reason, level = hit
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
+        self.next_order_num += 1
+        order = Order(order_id=order_id, side=side, qty=abs(pos.qty), reason=reason,
+                      signal_ts=q.ts, signal_px=level, due_ts=q.ts, reduce_only=True)
+        return [OrderSubmitted(order),
+                self._execute(order, q.ts, trigger=reason, trigger_px=level, strategy=False)]
+
+    def _execute(self, order: Order, fill_ts: int, *, trigger: str | None,
+                 trigger_px: float | None, strategy: bool) -> OrderFilled:
+        cfg = self.config
+        q = self.quote
+        if q is not None:
+            bid, ask = q.bid, q.ask
+            px = ask if order.side is Side.BUY else bid
+        else:
+            base = self.last_close if self.last_close is not None else order.signal_px
+            bid = ask = base
+            slip = cfg.slip_bps / 1e4
+            px = base * (1 + slip) if order.side is Side.BUY else base * (1 - slip)
+            px = float(px_dec(round(px, 8)))
+            trigger = trigger or "no_quote_fallback"
+        mid = (bid + ask) / 2.0
+        sign = order.side.sign
+        fee = _q(order.qty * px_dec(px) * Decimal(repr(cfg.taker_fee_bps)) * BPS)
+        realized = self._apply_fill(order, px, fill_ts)
+        self.ledger.fees += fee
+        self.ledger.realized_pnl += realized
+        self.ledger.cash += realized - fee
+        self.fill_seq += 1
+        self.filled_order_ids.add(order.order_id)
+        fill = Fill(
+            order_id=order.order_id, seq=self.fill_seq, side=order.side, qty=order.qty,
+            reason=order.reason, fill_ts=fill_ts, fill_px=px, bid=bid, ask=ask, fee=fee,
+            fee_bps=cfg.taker_fee_bps,
+            spread_cost_bps=sign * (px - mid) / mid * 1e4 if mid else 0.0,
+            realized_pnl=realized, position_after=self.position.qty, cash_after=self.ledger.cash,
+            signal_ts=order.signal_ts if strategy else None,
+            signal_px=order.signal_px if strategy else None,
+            due_ts=order.due_ts if strategy else None,
+            latency_drift_bps=(sign * (mid - order.signal_px) / order.signal_px * 1e4)
+            if strategy and order.signal_px else None,
+            trigger=trigger, trigger_px=trigger_px,
+        )
+        return OrderFilled(fill)
+
+    def _apply_fill(self, order: Order, px: float, ts: int) -> Decimal:
+        pos = self.position
+        signed = order.qty * order.side.sign
+        p = px_dec(px)
+        realized = Decimal("0")
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
+            new_qty = pos.qty + signed
+            if pos.qty == 0:
+                pos.avg_px = p
+                pos.opened_ts = ts
+            else:
+                pos.avg_px = _q((pos.avg_px * abs(pos.qty) + p * order.qty) / abs(new_qty))
+            pos.qty = new_qty
+        else:
+            closing = min(abs(pos.qty), order.qty)
+            direction = 1 if pos.qty > 0 else -1
+            realized = _q((p - pos.avg_px) * closing * direction)
+            pos.qty += signed
+            if pos.qty == 0:
+                pos.avg_px = Decimal("0")
+                pos.stop_px = pos.target_px = None
+                pos.opened_ts = None
+            elif (pos.qty > 0) != (direction > 0):  # reversed through flat
+                pos.avg_px = p
+                pos.opened_ts = ts
+                pos.stop_px = pos.target_px = None
+        if order.reason == "entry" and not pos.is_flat:
+            if order.stop_distance > 0:
+                pos.stop_px = px - order.stop_distance if pos.qty > 0 else px + order.stop_distance
+            if order.target_distance > 0:
+                pos.target_px = (px + order.target_distance if pos.qty > 0
+                                 else px - order.target_distance)
+        return realized
+
+    def _maybe_fund(self, now_ts: int) -> list:
+        due = self.funding_due_ts
+        if due is None or now_ts < due or self.last_funding_ts == due:
+            return []
+        self.last_funding_ts = due
+        self.funding_due_ts = None
+        mark = self.mark_px or self.mark()
+        if self.position.is_flat or mark is None:
+            return []
+        amount = _q(self.position.qty * px_dec(mark) * Decimal(repr(self.funding_rate)))
+        self.ledger.funding += amount
+        self.ledger.cash -= amount
+        return [FundingApplied(ts=due, rate=self.funding_rate, mark_px=mark,
+                               position_qty=self.position.qty, amount=amount)]
+
+    # ---- persistence ----
+    def to_state(self) -> dict:
+        """Return everything needed to resume this broker, as JSON-ready data."""
+        return {
+            "ledger": self.ledger.to_dict(), "position": self.position.to_dict(),
+            "pending": [o.to_dict() for o in self.pending],
+            "next_order_num": self.next_order_num, "fill_seq": self.fill_seq,
+            "funding_due_ts": self.funding_due_ts, "funding_rate": self.funding_rate,
+            "mark_px": self.mark_px, "last_funding_ts": self.last_funding_ts,
+            "last_close": self.last_close, "order_prefix": self.order_prefix,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Load `to_state()` output (raises KeyError/ValueError/TypeError if malformed)."""
+        ledger = Ledger.from_dict(state["ledger"])
+        position = Position.from_dict(state["position"])
+        pending = [Order.from_dict(o) for o in state.get("pending", [])]
+        self.ledger, self.position, self.pending = ledger, position, pending
+        self.next_order_num = int(state["next_order_num"])
+        self.fill_seq = int(state["fill_seq"])
+        self.funding_due_ts = state.get("funding_due_ts")
+        self.funding_rate = float(state.get("funding_rate", 0.0))
+        self.mark_px = state.get("mark_px")
+        self.last_funding_ts = state.get("last_funding_ts")
+        self.last_close = state.get("last_close")
+        self.order_prefix = state.get("order_prefix", self.order_prefix)

@@ -1,0 +1,115 @@
+"""The execution worker thread and the session clocks.
+
+The worker only decides *when* to call `broker.advance(now)`: it sleeps on the monotonic clock
+until the earliest pending order is due, then hands the broker the clock's `now`; the broker
+decides *what* fills (the quote in force at that moment). In replay the data clock drives the
+same broker code: `now` never runs ahead of the market data that has arrived.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("btc_laptop_agents.execution")
+
+
+class WallClock:
+    """Live market: data time is wall time (epoch ms)."""
+
+    speed = 1.0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def observe(self, ts: int) -> None:
+        """Live time does not depend on the data."""
+
+    def wall_seconds_until(self, ts: int) -> float:
+        return (ts - self.now_ms()) / 1000.0
+
+
+class DataClock:
+    """Replay: data time is the newest market timestamp seen; it advances `speed` x wall time."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._now = 0
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def observe(self, ts: int) -> None:
+        if ts > self._now:
+            self._now = ts
+
+    def wall_seconds_until(self, ts: int) -> float:
+        if not self._now:
+            return 0.05
+        return (ts - self._now) / 1000.0 / self.speed
+
+
+class ExecutionWorker:
+    """Thread that wakes when the next order is due and lets the broker fill it."""
+
+    def __init__(self, broker, lock: threading.RLock, clock, on_events, on_error=None) -> None:
+        self.broker = broker
+        self.lock = lock
+        self.clock = clock
+        self.on_events = on_events
+        self.on_error = on_error
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.wakeups = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="execution", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Tell the worker an order was submitted (called by the session thread)."""
+        with self._cond:
+            self._cond.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _next_due(self) -> int | None:
+        with self.lock:
+            return self.broker.pending[0].due_ts if self.broker.pending else None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                due = self._next_due()
+                if due is None:
+                    self._cond.wait(1.0)
+                    continue
+                wait = self.clock.wall_seconds_until(due)
+                if wait > 0:
+                    # in replay the data may lag the estimate: re-check at least every 50 ms
+                    self._cond.wait(min(wait, 0.05) if self.clock.speed != 1.0 else wait)
+                    continue
+            self.wakeups += 1
+            try:
+                with self.lock:
+                    events = self.broker.advance(self.clock.now_ms())
+                    if events:
+                        self.on_events(events)
+            except Exception as e:  # noqa: BLE001 - reported to the session, thread goes on
+                log.exception("execution_worker_error")
+                if self.on_error is not None:
+                    self.on_error(e)
+                with self._cond:
+                    self._cond.wait(0.1)
+            else:
+                if not events:
+                    with self._cond:
+                        self._cond.wait(0.01)

@@ -1,0 +1,270 @@
+"""The market-data feed thread: websocket-client -> parse -> bounded queue.
+
+One owner of reconnection: this thread's own loop (not websocket-client's `reconnect=`), which
+(re)connects with capped exponential backoff and jitter, resubscribes every channel in one
+message after each connect, sends a JSON ping every few seconds, and treats a connection that
+has delivered nothing for `stale_after_s` as dead. The same code serves Bitunix and the local
+exchange; only the URL differs.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import websocket
+
+from trading.bitunix import ProtocolError, parse_frame, ping_message, subscribe_message
+from trading.model import Pong
+
+log = logging.getLogger("btc_laptop_agents.feed")
+
+CONNECTING, LIVE, STALE, RECONNECTING, STOPPED = (
+    "connecting", "live", "stale", "reconnecting", "stopped")
+
+
+@dataclass
+class FeedStats:
+    """Counters read by the session and the GUI (written only by the feed thread)."""
+
+    state: str = CONNECTING
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    stale_disconnects: int = 0
+    messages: int = 0
+    bytes: int = 0
+    events: int = 0
+    dropped: int = 0
+    parse_errors: int = 0
+    pings_sent: int = 0
+    pongs: int = 0
+    sent: int = 0
+    last_message_mono: float = 0.0
+    last_error: str = ""
+    last_parse_error: str = ""
+
+    def snapshot(self, now_mono: float | None = None) -> dict:
+        d = asdict(self)
+        now = time.monotonic() if now_mono is None else now_mono
+        d["last_message_age_s"] = (now - self.last_message_mono) if self.last_message_mono else None
+        return d
+
+
+class SendLimiter:
+    """Allow at most `max_per_s` sends in any sliding 1-second window (Bitunix disconnects above 5)."""
+
+    def __init__(self, max_per_s: int = 5, clock=time.monotonic) -> None:
+        self.max_per_s = max_per_s
+        self.clock = clock
+        self.sent: deque[float] = deque()
+
+    def wait_time(self) -> float:
+        now = self.clock()
+        while self.sent and now - self.sent[0] >= 1.0:
+            self.sent.popleft()
+        if len(self.sent) < self.max_per_s:
+            return 0.0
+        return 1.0 - (now - self.sent[0]) + 1e-3
+
+    def record(self) -> None:
+        self.sent.append(self.clock())
+
+
+@dataclass
+class FeedConfig:
+    url: str
+    subscriptions: set = field(default_factory=set)  # {(symbol, channel)}
+    ping_interval_s: float = 5.0
+    stale_after_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    warn_every_s: float = 10.0
+    seed: int | None = None
+
+
+class MarketFeed:
+    """Run the websocket connection on its own thread and put parsed events on `out`."""
+
+    def __init__(self, config: FeedConfig, out: queue.Queue) -> None:
+        self.config = config
+        self.out = out
+        self.subscriptions: set = set(config.subscriptions)
+        self.stats = FeedStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ws: websocket.WebSocket | None = None
+        self._rng = random.Random(config.seed)
+        self._limiter = SendLimiter(5)
+        self._last_drop_warn = 0.0
+        self._drops_since_warn = 0
+        self._last_parse_warn = 0.0
+        self._parse_since_warn = 0
+
+    # ---- control (any thread) ----
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="feed", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and close the socket; safe to call twice."""
+        self._stop.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.abort()
+            except Exception:  # noqa: BLE001 - closing a dead socket
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.stats.state = STOPPED
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---- feed thread ----
+    def _backoff(self, attempt: int) -> float:
+        c = self.config
+        base = min(c.backoff_max_s, c.backoff_initial_s * (2 ** min(attempt, 16)))
+        return base * (0.5 + 0.5 * self._rng.random())  # equal jitter
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self.stats.state = CONNECTING if self.stats.connects == 0 else RECONNECTING
+            try:
+                ws = websocket.create_connection(
+                    self.config.url, timeout=self.config.connect_timeout_s,
+                    skip_utf8_validation=True, enable_multithread=True)
+            except Exception as e:  # noqa: BLE001 - any connect failure means: back off, retry
+                self.stats.connect_failures += 1
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+                delay = self._backoff(attempt)
+                attempt += 1
+                log.warning("feed_connect_failed", extra={
+                    "url": self.config.url, "error": self.stats.last_error,
+                    "retry_in_s": round(delay, 2), "attempt": attempt})
+                self._stop.wait(delay)
+                continue
+            self._ws = ws
+            self.stats.connects += 1
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
+            got_data = self._serve(ws)
+            self._ws = None
+            try:
+                ws.abort()
+                ws.close(timeout=0.2)
+            except Exception:  # noqa: BLE001
+                pass
+            if self._stop.is_set():
+                break
+            attempt = 0 if got_data else attempt + 1
+            delay = self._backoff(attempt)
+            self.stats.state = RECONNECTING
+            log.warning("feed_reconnecting", extra={
+                "url": self.config.url, "retry_in_s": round(delay, 2),
+                "reconnects": self.stats.reconnects, "error": self.stats.last_error})
+            self._stop.wait(delay)
+        self.stats.state = STOPPED
+
+    def _send(self, ws, text: str) -> None:
+        wait = self._limiter.wait_time()
+        if wait > 0:
+            self._stop.wait(wait)
+        ws.send(text)
+        self._limiter.record()
+        self.stats.sent += 1
+
+    def _serve(self, ws) -> bool:
+        """Subscribe, then read until the socket fails or goes stale; return whether data came."""
+        c = self.config
+        got_data = False
+        subs = sorted(self.subscriptions)
+        try:
+            log.info("Resubscribing to %s", ", ".join(f"{s}:{ch}" for s, ch in subs),
+                     extra={"channels": len(subs), "connects": self.stats.connects})
+            self._send(ws, subscribe_message(subs))
+            ws.settimeout(0.25)
+            now = time.monotonic()
+            last_msg = now
+            last_ping = now
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_ping >= c.ping_interval_s:
+                    self._send(ws, ping_message(int(time.time())))
+                    self.stats.pings_sent += 1
+                    last_ping = now
+                try:
+                    opcode, data = ws.recv_data()
+                except websocket.WebSocketTimeoutException:
+                    if time.monotonic() - last_msg > c.stale_after_s:
+                        self.stats.state = STALE
+                        self.stats.stale_disconnects += 1
+                        self.stats.last_error = f"no data for {c.stale_after_s:.0f}s"
+                        log.warning("feed_stale", extra={"stale_after_s": c.stale_after_s,
+                                                         "url": c.url})
+                        return got_data
+                    continue
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.stats.last_error = "server closed the connection"
+                    return got_data
+                if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    continue
+                now = time.monotonic()
+                st = self.stats
+                st.messages += 1
+                st.bytes += len(data)
+                if self._handle(data, now):
+                    # only market data counts as "alive": pong replies alone do not
+                    last_msg = now
+                    st.last_message_mono = now
+                    got_data = True
+                    if st.state != LIVE:
+                        st.state = LIVE
+                        log.info("feed_live", extra={"url": c.url, "connects": st.connects})
+        except (websocket.WebSocketException, OSError) as e:
+            self.stats.last_error = f"{type(e).__name__}: {e}"
+        return got_data
+
+    def _handle(self, data: bytes, now: float) -> bool:
+        """Parse one frame and queue its events; return whether it carried market data."""
+        try:
+            events = parse_frame(data)
+        except ProtocolError as e:
+            st = self.stats
+            st.parse_errors += 1
+            st.last_parse_error = str(e)[:200]
+            self._parse_since_warn += 1
+            if now - self._last_parse_warn >= self.config.warn_every_s:
+                log.warning("feed_frame_rejected", extra={
+                    "count": self._parse_since_warn, "total": st.parse_errors,
+                    "reason": st.last_parse_error})
+                self._last_parse_warn = now
+                self._parse_since_warn = 0
+            return False
+        market = False
+        for ev in events:
+            if isinstance(ev, Pong):
+                self.stats.pongs += 1
+                continue
+            market = True
+            try:
+                self.out.put_nowait(ev)
+                self.stats.events += 1
+            except queue.Full:
+                self.stats.dropped += 1
+                self._drops_since_warn += 1
+                if now - self._last_drop_warn >= self.config.warn_every_s:
+                    log.warning("feed_queue_full_dropping", extra={
+                        "dropped": self._drops_since_warn, "dropped_total": self.stats.dropped,
+                        "queue_max": self.out.maxsize})
+                    self._last_drop_warn = now
+                    self._drops_since_warn = 0
+        return market

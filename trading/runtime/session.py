@@ -1,0 +1,799 @@
+"""The paper-trading session: wires feed, candles, strategy, broker, breaker, journal, reports.
+
+Threads: the caller's thread runs `Session.run()` (the session loop: it consumes the feed queue,
+closes candles, asks the strategy, submits orders); the feed thread fills the queue; the
+execution worker fills due orders. The broker is shared by the loop and the worker under one
+lock. Reports are written in a `finally`, on success and on error.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+from trading.bitunix import (DEFAULT_CHANNELS, PUBLIC_WS_URL, REST_BASE_URL, ProtocolError,
+                             kline_url, parse_frame, parse_rest_klines)
+from trading.broker import BrokerConfig, PaperBroker
+from trading.candles import CandleBuilder
+from trading.model import (Candle, FundingApplied, FundingInfo, KlineUpdate, OrderCancelled,
+                           OrderFilled, OrderRejected, OrderSubmitted, Quote, Side, TradeTick)
+from trading.risk import BreakerConfig, CircuitBreaker
+from trading.runtime.execution import DataClock, ExecutionWorker, WallClock
+from trading.runtime.feed import FeedConfig, MarketFeed
+from trading.strategy import EmaMomentumStrategy, MomentumParams
+
+log = logging.getLogger("btc_laptop_agents.session")
+
+SOURCES = ("auto", "bitunix", "replay")
+
+
+class SessionError(RuntimeError):
+    """The session cannot go on (the report says why)."""
+
+
+class InjectedFault(RuntimeError):
+    """An exception raised on purpose by fault injection."""
+
+
+@dataclass
+class SessionConfig:
+    data_dir: Path
+    duration_min: float = 10.0
+    source: str = "auto"
+    replay_file: Path | None = None
+    speed: float = 1.0  # market-data seconds per wall second; math.inf = --speed max
+    symbol: str = "BTCUSDT"
+    seed: int = 0
+    chaos: str = ""
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    strategy: MomentumParams = field(default_factory=MomentumParams)
+    flatten_at_end: bool = True
+    reset_account: bool = False
+    bitunix_ws_url: str = PUBLIC_WS_URL
+    bitunix_rest_url: str = REST_BASE_URL
+    probe_timeout_s: float = 3.0
+    queue_maxsize: int = 1000
+    stale_after_s: float = 10.0
+    ping_interval_s: float = 5.0
+    progress_every_s: float = 5.0
+    equity_every_ms: int = 5000
+    spread_usd: float = 1.0
+    replay_start_index: int | None = None
+    inject_strategy_error_at: int | None = None  # raise in the strategy on this closed candle
+    progress_stream: object = None  # file-like for the one-line status; None = quiet
+
+    @property
+    def duration_ms(self) -> int:
+        return int(self.duration_min * 60_000)
+
+    @property
+    def speed_label(self) -> str:
+        return "max" if math.isinf(self.speed) else f"{self.speed:g}"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+
+
+def iso(ts_ms: int | float | None) -> str | None:
+    if not ts_ms:
+        return None
+    return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _InjectingStrategy:
+    """Wrap a strategy to raise on the Nth closed candle (fault injection for the error path)."""
+
+    def __init__(self, inner, at: int) -> None:
+        self.inner, self.at, self.n = inner, at, 0
+        self.name = inner.name
+
+    def warm_up(self, candles):
+        self.inner.warm_up(candles)
+
+    def on_candle(self, candle, position_qty):
+        self.n += 1
+        if self.n >= self.at:
+            raise InjectedFault(f"injected strategy error on candle {self.n}")
+        return self.inner.on_candle(candle, position_qty)
+
+    def state(self):
+        return self.inner.state()
+
+    def restore(self, state):
+        self.inner.restore(state)
+
+
+class Session:
+    """One paper-trading session; `run()` blocks until it ends and returns the exit code."""
+
+    def __init__(self, config: SessionConfig, run_id: str | None = None, publish=None) -> None:
+        from storage.paths import DataPaths  # storage sits beside the runtime shell
+        self.config = config
+        self.run_id = run_id or new_run_id()
+        self.paths = DataPaths(Path(config.data_dir)).ensure()
+        self.publish = publish or (lambda kind, payload: None)
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.queue: queue.Queue = queue.Queue(maxsize=config.queue_maxsize)
+        self.broker = PaperBroker(config.broker, order_prefix=self.run_id)
+        self.breaker = CircuitBreaker(config.breaker)
+        strategy = EmaMomentumStrategy(config.strategy)
+        self.strategy = (_InjectingStrategy(strategy, config.inject_strategy_error_at)
+                         if config.inject_strategy_error_at else strategy)
+        self.candles = CandleBuilder()
+        self.clock = DataClock(config.speed) if config.source != "bitunix" else WallClock()
+        self.closed_candles: list[Candle] = []
+        self.fills: list[dict] = []
+        self.equity_curve: list[dict] = []
+        self.events_log: list[dict] = []
+        self.feed: MarketFeed | None = None
+        self.exchange = None
+        self.worker: ExecutionWorker | None = None
+        self.journal = None
+        self.source_used = config.source
+        self.offline_fallback = False
+        self.fallback_reason = ""
+        self.start_data_ts: int | None = None
+        self.end_data_ts: int | None = None
+        self.started_wall = time.time()
+        self.started_mono = time.monotonic()
+        self.blocked_signals = 0
+        self.ignored_signals = 0
+        self.error_count = 0
+        self.warmup_candles = 0
+        self.stopped_reason = ""
+        self.status = "error"
+        self.exit_code = 1
+        self.error: str | None = None
+        self.starting_equity = config.broker.starting_cash
+        self.round_trips: list[Decimal] = []
+        self._open_fees = Decimal("0")
+        self._open_realized = Decimal("0")
+        self._last_equity_ts = 0
+        self._last_progress = 0.0
+        self._seen_feed = {"parse_errors": 0, "reconnects": 0}
+        self.worker_errors: list[BaseException] = []
+        self.events_in = 0
+        self.quotes_in = 0
+        self.klines_in = 0
+        self.other_symbol = 0
+        self.peak_rss_mb = 0.0
+        self.rss_samples: list[float] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_stop(self, reason: str = "stopped by user") -> None:
+        """Ask the session to end early (any thread); it flattens and reports as usual."""
+        if not self.stopped_reason:
+            self.stopped_reason = reason
+        self.stop_event.set()
+
+    def run(self) -> int:
+        """Run the whole session; always writes the reports; return the process exit code."""
+        from storage.journal import Journal
+        cfg = self.config
+        try:
+            self.journal = Journal.open(self.paths.journal_file)
+            self._load_account()
+            self.journal.start_session(
+                self.run_id, started_ts=int(self.started_wall * 1000), source=cfg.source,
+                symbol=cfg.symbol, status="running", settings_json=_json(self.settings()))
+            log.info("session_starting", extra={"run_id": self.run_id, **self.settings()})
+            self._start_source()
+            self._loop()
+            self._finish_positions()
+            if self.worker_errors:
+                raise SessionError(f"execution worker failed: {self.worker_errors[0]!r}")
+            self.status, self.exit_code = "success", 0
+        except KeyboardInterrupt:
+            self.stopped_reason = self.stopped_reason or "interrupted (Ctrl-C)"
+            self._safe_flatten()
+            self.status, self.exit_code = "success", 0
+        except Exception as e:  # noqa: BLE001 - the report must say what went wrong
+            self.error = f"{type(e).__name__}: {e}"
+            self.error_count += 1
+            self.stopped_reason = self.stopped_reason or f"error: {self.error}"
+            log.exception("session_error", extra={"run_id": self.run_id, "error": self.error})
+            self._safe_flatten()
+            self.status, self.exit_code = "error", 1
+        finally:
+            self._teardown()
+            self._write_outputs()
+        return self.exit_code
+
+    # ------------------------------------------------------------------ account / state
+    def _load_account(self) -> None:
+        """Carry the paper account over from the last session's state file (unless reset)."""
+        from storage.state import load_state
+
+        def validate(d: dict) -> None:
+            probe = PaperBroker(self.config.broker)
+            probe.restore(d["broker"])
+            if not probe.ledger.reconciles():
+                raise ValueError("ledger does not reconcile")
+
+        state = load_state(self.paths.state_file, validate=validate)
+        if state is None or self.config.reset_account:
+            self._save_state("running")
+            return
+        prev = PaperBroker(self.config.broker)
+        prev.restore(state["broker"])
+        cash = prev.ledger.cash
+        self.broker.ledger.starting_cash = cash
+        self.broker.ledger.cash = cash
+        self.broker.position = prev.position
+        self.starting_equity = cash + prev.unrealized()
+        if not prev.position.is_flat:
+            self._open_realized = Decimal("0")
+        log.info("account_carried_over", extra={
+            "from_run": state.get("run_id"), "cash": str(cash),
+            "position_qty": str(prev.position.qty)})
+        self._save_state("running")
+
+    def _save_state(self, status: str) -> None:
+        from storage.state import save_json_atomic
+        with self.lock:
+            doc = {"version": 1, "run_id": self.run_id, "status": status,
+                   "saved_ts": int(time.time() * 1000), "broker": self.broker.to_state(),
+                   "breaker": self.breaker.to_state(), "strategy": self.strategy.state()}
+        save_json_atomic(self.paths.state_file, doc)
+
+    def settings(self) -> dict:
+        c = self.config
+        b = c.broker
+        out = {
+            "duration_min": c.duration_min, "source": c.source, "speed": c.speed_label,
+            "symbol": c.symbol, "seed": c.seed, "chaos": c.chaos or "",
+            "replay_file": str(c.replay_file) if c.replay_file else "(bundled dYdX day)",
+            "execution_latency_ms": b.latency_ms, "starting_cash": str(b.starting_cash),
+            "taker_fee_bps": b.taker_fee_bps, "maker_fee_bps": b.maker_fee_bps,
+            "slip_bps": b.slip_bps, "risk_per_trade": b.risk_per_trade,
+            "max_leverage": b.max_leverage, "lot_size": str(b.lot_size),
+            "flatten_at_end": c.flatten_at_end, "strategy": "ema_momentum",
+        }
+        out.update({f"strategy.{k}": v for k, v in asdict(c.strategy).items()})
+        out.update({f"breaker.{k}": v for k, v in asdict(c.breaker).items()})
+        return out
+
+    # ------------------------------------------------------------------ sources
+    def _start_source(self) -> None:
+        cfg = self.config
+        source = cfg.source
+        if source == "auto":
+            ok, why = probe_bitunix(cfg.bitunix_ws_url, cfg.probe_timeout_s)
+            if ok:
+                source = "bitunix"
+                self.clock = WallClock()
+            else:
+                source = "replay"
+                self.offline_fallback = True
+                self.fallback_reason = why
+                msg = (f"OFFLINE: Bitunix is unreachable ({why}); replaying the bundled real BTC "
+                       f"data instead. This session is NOT live market data.")
+                log.warning(msg, extra={"event": "offline_fallback", "reason": why})
+                if cfg.progress_stream is not None:
+                    print("!" * 78 + "\n" + msg + "\n" + "!" * 78, file=cfg.progress_stream,
+                          flush=True)
+                self.publish("offline_fallback", {"reason": why})
+        self.source_used = source
+        if source == "bitunix":
+            self._warm_up_rest(cfg.bitunix_rest_url)
+            self._start_feed(cfg.bitunix_ws_url)
+        else:
+            from trading.runtime.datafiles import default_replay_file, load_market_file
+            path = cfg.replay_file or default_replay_file()
+            data = load_market_file(path)
+            if math.isinf(cfg.speed):
+                self._replay_inline = self._inline_timeline(data)
+            else:
+                self._start_exchange(data)
+                self._warm_up_rest(self.exchange.rest_url)
+                self._start_feed(self.exchange.ws_url)
+        self.worker = ExecutionWorker(self.broker, self.lock, self.clock, self._on_broker_events,
+                                      on_error=self.worker_errors.append)
+        self.worker.start()
+
+    def _pick_start_index(self, data) -> int | None:
+        cfg = self.config
+        if cfg.replay_start_index is not None:
+            return cfg.replay_start_index
+        from trading.replay import minute_count
+        n = minute_count(data)
+        need = int(math.ceil(cfg.duration_min)) + 3
+        lo = min(200, max(0, n - need))
+        hi = max(lo, n - need)
+        return random.Random(cfg.seed).randint(lo, hi)
+
+    def _start_exchange(self, data) -> None:
+        from trading.runtime.exchange import LocalExchange
+        cfg = self.config
+        self.exchange = LocalExchange(data, speed=cfg.speed, seed=cfg.seed, symbol=cfg.symbol,
+                                      chaos=cfg.chaos, start_index=self._pick_start_index(data),
+                                      spread_usd=cfg.spread_usd)
+        self.exchange.start()
+        log.info("local_exchange_started", extra={"ws_url": self.exchange.ws_url,
+                                                  "speed": cfg.speed_label})
+
+    def _inline_timeline(self, data):
+        from trading.replay import build_timeline
+        cfg = self.config
+        tl = build_timeline(data, symbol=cfg.symbol, seed=cfg.seed,
+                            start_index=self._pick_start_index(data), spread_usd=cfg.spread_usd)
+        body = _json({"code": 0, "msg": "Success", "data": tl.history(tl.start_ts, 200)})
+        self._apply_warmup(parse_rest_klines(body), source="replay history")
+        return tl
+
+    def _warm_up_rest(self, base_url: str) -> None:
+        url = kline_url(base_url, self.config.symbol, limit=200)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                candles = parse_rest_klines(resp.read())
+        except (urllib.error.URLError, OSError, ProtocolError, ValueError) as e:
+            log.warning("warmup_failed", extra={"url": url, "error": f"{type(e).__name__}: {e}"})
+            return
+        self._apply_warmup(candles, source=url)
+
+    def _apply_warmup(self, rows: list[dict], source: str) -> None:
+        self._warmup_rows = rows
+        log.info("warmup_fetched", extra={"candles": len(rows), "from": source})
+
+    def _start_feed(self, url: str) -> None:
+        cfg = self.config
+        subs = {(cfg.symbol, ch) for ch in DEFAULT_CHANNELS}
+        self.feed = MarketFeed(FeedConfig(url=url, subscriptions=subs,
+                                          ping_interval_s=cfg.ping_interval_s,
+                                          stale_after_s=cfg.stale_after_s, seed=cfg.seed),
+                               self.queue)
+        self.feed.start()
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        cfg = self.config
+        inline = getattr(self, "_replay_inline", None)
+        if inline is not None:
+            for _ts, raw in inline.iter_frames_bytes():
+                for ev in parse_frame(raw):
+                    self._on_event(ev)
+                if self._session_over() or self.stop_event.is_set():
+                    break
+                if self.worker_errors:
+                    return
+            else:
+                self.stopped_reason = self.stopped_reason or "replay data ended"
+            self._progress(force=True)
+            return
+        wall_budget = self._wall_budget_s()
+        while not self.stop_event.is_set():
+            try:
+                ev = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                ev = None
+            if ev is not None:
+                self._on_event(ev)
+            self._poll_feed_health()
+            self._progress()
+            if self.worker_errors:
+                return
+            if self._session_over():
+                return
+            if self.start_data_ts is None:
+                waited = time.monotonic() - self.started_mono
+                if waited > max(60.0, cfg.stale_after_s * 6):
+                    raise SessionError(f"no market data after {waited:.0f}s "
+                                       f"({self.feed.stats.last_error if self.feed else ''})")
+            elif time.monotonic() - self.started_mono > wall_budget:
+                raise SessionError(f"market data stopped advancing: session not over after "
+                                   f"{wall_budget:.0f}s wall time")
+            if self.exchange is not None and getattr(self.exchange, "ended", False) \
+                    and self.queue.empty():
+                self.stopped_reason = "replay data ended"
+                return
+
+    def _wall_budget_s(self) -> float:
+        c = self.config
+        if c.source == "bitunix" or self.source_used == "bitunix":
+            return c.duration_ms / 1000 * 1.5 + 120
+        return c.duration_ms / 1000 / c.speed * 2 + 120
+
+    def _session_over(self) -> bool:
+        if self.start_data_ts is None:
+            return False
+        if isinstance(self.clock, WallClock):
+            return self.clock.now_ms() >= self.start_data_ts + self.config.duration_ms
+        return self.clock.now_ms() >= self.start_data_ts + self.config.duration_ms
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, ev) -> None:
+        self.events_in += 1
+        sym = getattr(ev, "symbol", self.config.symbol)
+        if sym and sym != self.config.symbol:
+            self.other_symbol += 1
+            return
+        if isinstance(ev, Quote):
+            self.quotes_in += 1
+            self._begin(ev.ts)
+            self.clock.observe(ev.ts)
+            with self.lock:
+                events = self.broker.on_quote(ev)
+                if events:
+                    self._on_broker_events(events)
+            self.publish("quote", ev)
+            self._sample_equity(ev.ts)
+        elif isinstance(ev, KlineUpdate):
+            self.klines_in += 1
+            self._begin(ev.ts)
+            self.clock.observe(ev.ts)
+            closed = self.candles.on_kline(ev)
+            if closed is not None:
+                self._on_candle_closed(closed)
+            self.publish("kline", ev)
+        elif isinstance(ev, FundingInfo):
+            with self.lock:
+                events = self.broker.on_funding_info(ev)
+                if events:
+                    self._on_broker_events(events)
+        elif isinstance(ev, TradeTick):
+            pass  # trades are shown by the GUI; the paper broker fills at bid/ask only
+
+    def _begin(self, ts: int) -> None:
+        if self.start_data_ts is not None:
+            return
+        self.start_data_ts = ts
+        rows = [r for r in getattr(self, "_warmup_rows", []) if r["ts"] < (ts // 60000) * 60000]
+        candles = [Candle(ts=r["ts"], open=r["open"], high=r["high"], low=r["low"],
+                          close=r["close"], volume=r["volume"]) for r in rows]
+        self.strategy.warm_up(candles)
+        self.warmup_candles = len(candles)
+        log.info("session_started", extra={
+            "run_id": self.run_id, "source": self.source_used, "data_start": iso(ts),
+            "warmup_candles": len(candles), "duration_min": self.config.duration_min})
+
+    def _on_candle_closed(self, c: Candle) -> None:
+        """Session thread: the last push of a minute is final; ask the strategy."""
+        self.closed_candles.append(c)
+        now = c.closed_ts
+        with self.lock:
+            self.broker.on_candle_close(c.close)
+            position = self.broker.position.qty
+            pending = bool(self.broker.pending)
+        self.publish("candle", c)
+        signal = self.strategy.on_candle(c, position)
+        if signal is None:
+            return
+        if pending:
+            self.ignored_signals += 1
+            log.info("signal_ignored_order_pending", extra={"side": signal.side.value,
+                                                            "reason": signal.reason})
+            return
+        if signal.reason == "entry":
+            if not self.breaker.allow(now):
+                self.blocked_signals += 1
+                log.warning("SIGNAL BLOCKED: Circuit breaker is tripped.", extra={
+                    "side": signal.side.value, "trip_reason": self.breaker.trip_reason,
+                    "candle_close": c.close, "signal_ts": now})
+                self._event(now, "signal_blocked", {"trip_reason": self.breaker.trip_reason})
+                return
+            if position != 0:
+                self.ignored_signals += 1
+                return
+        with self.lock:
+            events = self.broker.submit(signal.side, signal.reason, now_ts=now, signal_ts=now,
+                                        signal_px=c.close, stop_distance=signal.stop_distance,
+                                        target_distance=signal.target_distance)
+            self._on_broker_events(events)
+        if self.worker is not None:
+            self.worker.notify()
+        log.info("signal", extra={"side": signal.side.value, "reason": signal.reason,
+                                  "note": signal.note, "candle_close": c.close, "signal_ts": now})
+
+    def _on_broker_events(self, events: list) -> None:
+        """Called with the broker lock held, by the session thread or the execution worker."""
+        save = False
+        for ev in events:
+            if isinstance(ev, OrderSubmitted):
+                o = ev.order
+                self.journal.record_order({**o.to_dict(), "run_id": self.run_id,
+                                           "status": "pending", "status_ts": o.signal_ts})
+                self.publish("order", o)
+            elif isinstance(ev, OrderFilled):
+                self._on_fill(ev.fill)
+                save = True
+            elif isinstance(ev, OrderRejected):
+                self.error_count += 1
+                self.journal.set_order_status(ev.order_id, "rejected", ev.ts, ev.reason)
+                log.warning("order_rejected", extra={"order_id": ev.order_id, "reason": ev.reason})
+                self.breaker.record_failure("reject", ev.ts, ev.reason)
+                self._event(ev.ts, "order_rejected", {"order_id": ev.order_id,
+                                                      "reason": ev.reason})
+            elif isinstance(ev, OrderCancelled):
+                self.journal.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason)
+                log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason})
+            elif isinstance(ev, FundingApplied):
+                self.journal.record_funding({"run_id": self.run_id, "ts": ev.ts, "rate": ev.rate,
+                                             "mark_px": ev.mark_px,
+                                             "position_qty": str(ev.position_qty),
+                                             "amount": str(ev.amount)})
+                log.info("funding_applied", extra={"amount": str(ev.amount), "rate": ev.rate,
+                                                   "mark_px": ev.mark_px})
+                self._event(ev.ts, "funding", {"amount": str(ev.amount), "rate": ev.rate})
+                save = True
+        if save:
+            self._save_state("running")
+
+    def _on_fill(self, f) -> None:
+        row = f.to_dict()
+        # commit order: journal row first (the source of truth), then the state file
+        self.journal.record_fill({**row, "run_id": self.run_id})
+        self.journal.set_order_status(f.order_id, "filled", f.fill_ts)
+        self.fills.append(row)
+        if f.signal_ts is not None:
+            log.info("Strategy Fill", extra={
+                "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
+                "reason": f.reason, "candle_close": f.signal_px, "fill_px": f.fill_px,
+                "bid": f.bid, "ask": f.ask, "latency_ms": f.latency_ms,
+                "latency_drift_bps": round(f.latency_drift_bps or 0.0, 3),
+                "spread_cost_bps": round(f.spread_cost_bps, 3), "fee": str(f.fee)})
+        else:
+            log.info("Exit Fill", extra={
+                "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
+                "reason": f.reason, "trigger_px": f.trigger_px, "fill_px": f.fill_px,
+                "bid": f.bid, "ask": f.ask, "fee": str(f.fee)})
+        self._open_fees += f.fee
+        self._open_realized += f.realized_pnl
+        if f.position_after == 0:
+            net = self._open_realized - self._open_fees
+            self.round_trips.append(net)
+            self._open_fees = Decimal("0")
+            self._open_realized = Decimal("0")
+            self.breaker.record_round_trip(float(net), f.fill_ts)
+        elif f.reason == "entry":
+            self.breaker.record_success(f.fill_ts)
+        self.publish("fill", row)
+
+    def _event(self, ts: int, kind: str, detail: dict) -> None:
+        self.events_log.append({"ts": ts, "kind": kind, "detail": detail})
+        if self.journal is not None:
+            self.journal.record_event(self.run_id, ts, kind, detail)
+
+    def _poll_feed_health(self) -> None:
+        if self.feed is None:
+            return
+        st = self.feed.stats
+        now = self.clock.now_ms() or int(time.time() * 1000)
+        for key, kind in (("parse_errors", "parse"), ("reconnects", "reconnect")):
+            cur = getattr(st, key)
+            for _ in range(cur - self._seen_feed[key]):
+                if self.breaker.record_failure(kind, now, st.last_parse_error
+                                               if kind == "parse" else st.last_error):
+                    log.warning("circuit_breaker_tripped", extra={
+                        "reason": self.breaker.trip_reason})
+                    self._event(now, "breaker_tripped", {"reason": self.breaker.trip_reason})
+            if cur != self._seen_feed[key] and kind == "reconnect":
+                self._event(now, "feed_reconnected", {"reconnects": cur})
+            self._seen_feed[key] = cur
+
+    def _sample_equity(self, ts: int) -> None:
+        if ts - self._last_equity_ts < self.config.equity_every_ms:
+            return
+        self._last_equity_ts = ts
+        with self.lock:
+            eq = self.broker.equity()
+            row = {"ts": ts, "equity": eq, "cash": self.broker.ledger.cash,
+                   "realized": self.broker.ledger.realized_pnl,
+                   "unrealized": self.broker.unrealized(),
+                   "position_qty": self.broker.position.qty}
+        self.equity_curve.append(row)
+        self.journal.record_equity({"run_id": self.run_id, **row})
+        if self.breaker.check_session_loss(float(self.starting_equity), float(eq), ts):
+            log.warning("circuit_breaker_tripped", extra={"reason": self.breaker.trip_reason})
+            self._event(ts, "breaker_tripped", {"reason": self.breaker.trip_reason})
+        self._sample_rss()
+        self.publish("equity", row)
+
+    def _sample_rss(self) -> None:
+        rss = current_rss_mb()
+        if rss:
+            self.rss_samples.append(rss)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss)
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.config.progress_every_s:
+            return
+        self._last_progress = now
+        line = self.status_line()
+        self.publish("status", line)
+        stream = self.config.progress_stream
+        if stream is not None:
+            print(line, file=stream, flush=True)
+
+    def status_line(self) -> str:
+        dur = self.config.duration_ms
+        elapsed = 0 if self.start_data_ts is None else max(0, self.clock.now_ms()
+                                                           - self.start_data_ts)
+        elapsed = min(elapsed, dur)
+        with self.lock:
+            eq = self.broker.equity()
+            pos = self.broker.position.qty
+        feed = self.feed.stats if self.feed else None
+        feed_txt = (f"feed {feed.state} msgs {feed.messages} drops {feed.dropped} "
+                    f"reconnects {feed.reconnects}") if feed else "feed inline replay"
+        return (f"[{_mmss(elapsed)}/{_mmss(dur)}] left {_mmss(dur - elapsed)} | "
+                f"equity {eq:.2f} ({eq - self.starting_equity:+.2f}) | fills {len(self.fills)} | "
+                f"pos {pos} | {feed_txt} | breaker {self.breaker.state}")
+
+    # ------------------------------------------------------------------ ending
+    def _finish_positions(self) -> None:
+        now = self.clock.now_ms() or int(time.time() * 1000)
+        with self.lock:
+            events = self.broker.advance(now)
+            if events:
+                self._on_broker_events(events)
+        if self.config.flatten_at_end:
+            self._safe_flatten(raise_errors=True)
+        if not self.stopped_reason:
+            self.stopped_reason = "duration reached"
+        self.end_data_ts = now
+
+    def _safe_flatten(self, raise_errors: bool = False) -> None:
+        if self.journal is None:
+            return
+        try:
+            now = self.clock.now_ms() or int(time.time() * 1000)
+            with self.lock:
+                events = self.broker.flatten(now, reason="flatten")
+                if events:
+                    self._on_broker_events(events)
+        except Exception:  # noqa: BLE001
+            if raise_errors:
+                raise
+            log.exception("flatten_failed")
+
+    def _teardown(self) -> None:
+        for part in (self.worker, self.feed, self.exchange):
+            if part is None:
+                continue
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("teardown_failed", extra={"part": type(part).__name__})
+
+    def report(self) -> dict:
+        with self.lock:
+            ledger = self.broker.ledger
+            equity = self.broker.equity()
+            position = self.broker.position.qty
+        pnl = equity - self.starting_equity
+        eq_points = [float(r["equity"]) for r in self.equity_curve] + [float(equity)]
+        peak, mdd, mdd_pct = float(self.starting_equity), 0.0, 0.0
+        for v in eq_points:
+            peak = max(peak, v)
+            if peak - v > mdd:
+                mdd, mdd_pct = peak - v, (peak - v) / peak * 100 if peak else 0.0
+        strat = [f for f in self.fills if f.get("latency_drift_bps") is not None]
+        wins = sum(1 for r in self.round_trips if r > 0)
+        feed = self.feed.stats.snapshot() if self.feed else {}
+        end_ts = self.end_data_ts or self.clock.now_ms() or None
+        return {
+            "status": self.status, "exit_code": self.exit_code, "run_id": self.run_id,
+            "source": self.source_used, "requested_source": self.config.source,
+            "offline_fallback": self.offline_fallback, "fallback_reason": self.fallback_reason,
+            "symbol": self.config.symbol, "speed": self.config.speed_label,
+            "started": iso(self.started_wall * 1000), "ended": iso(time.time() * 1000),
+            "data_start": iso(self.start_data_ts), "data_end": iso(end_ts),
+            "duration_seconds": round((end_ts - self.start_data_ts) / 1000, 3)
+            if self.start_data_ts and end_ts else 0.0,
+            "wall_seconds": round(time.monotonic() - self.started_mono, 3),
+            "requested_duration_min": self.config.duration_min,
+            "starting_equity": float(self.starting_equity), "final_equity": float(equity),
+            "pnl_absolute": float(pnl),
+            "pnl_pct": float(pnl / self.starting_equity * 100) if self.starting_equity else 0.0,
+            "realized_pnl": float(ledger.realized_pnl), "fees": float(ledger.fees),
+            "funding": float(ledger.funding), "ledger_reconciles": ledger.reconciles(),
+            "cash": str(ledger.cash), "open_position_qty": str(position),
+            "fills": len(self.fills), "round_trips": len(self.round_trips),
+            "win_rate": round(wins / len(self.round_trips), 4) if self.round_trips else None,
+            "max_drawdown": round(mdd, 8), "max_drawdown_pct": round(mdd_pct, 4),
+            "reconnects": feed.get("reconnects", 0),
+            "dropped_messages": feed.get("dropped", 0),
+            "parse_errors": feed.get("parse_errors", 0),
+            "error_count": self.error_count + feed.get("parse_errors", 0),
+            "blocked_signals": self.blocked_signals, "ignored_signals": self.ignored_signals,
+            "breaker_state": self.breaker.state, "breaker_trips": self.breaker.trips,
+            "stopped_reason": self.stopped_reason,
+            "mean_latency_drift_bps": _mean([f["latency_drift_bps"] for f in strat]),
+            "mean_spread_cost_bps": _mean([f["spread_cost_bps"] for f in self.fills]),
+            "execution_latency_ms": self.config.broker.latency_ms,
+            "min_fill_latency_ms": min((f["latency_ms"] for f in strat), default=None),
+            "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
+            "quotes": self.quotes_in, "restarts": 0, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "error": self.error,
+        }
+
+    def _write_outputs(self) -> None:
+        from storage.reports import write_run_reports
+        report = self.report()
+        try:
+            self._save_state("finished" if self.status == "success" else "error")
+        except Exception:  # noqa: BLE001
+            log.exception("state_save_failed")
+        feed = self.feed.stats.snapshot() if self.feed else {"mode": "inline replay (no socket)"}
+        feed.update({"queue_maxsize": self.config.queue_maxsize,
+                     "events_processed": self.events_in, "other_symbol_events": self.other_symbol,
+                     "peak_rss_mb": round(self.peak_rss_mb, 1)})
+        if self.exchange is not None:
+            feed["exchange_faults_fired"] = ", ".join(
+                str(f) for f in getattr(self.exchange, "faults_fired", [])) or "none"
+        run_dir = write_run_reports(
+            self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
+            candles=[c.to_dict() for c in self.closed_candles], equity=self.equity_curve,
+            settings=self.settings(), feed=feed, events=self.events_log)
+        self.run_dir = run_dir
+        if self.journal is not None:
+            try:
+                self.journal.end_session(self.run_id, ended_ts=int(time.time() * 1000),
+                                         status=self.status, exit_code=self.exit_code,
+                                         pnl_absolute=str(report["pnl_absolute"]),
+                                         report_dir=str(run_dir),
+                                         stopped_reason=self.stopped_reason)
+                self.journal.close()
+            except Exception:  # noqa: BLE001
+                log.exception("journal_close_failed")
+        log.info("session_finished", extra={
+            "run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,
+            "pnl_absolute": report["pnl_absolute"], "fills": report["fills"],
+            "report_dir": str(run_dir), "stopped_reason": self.stopped_reason})
+        self.final_report = report
+        self.publish("finished", report)
+
+
+def probe_bitunix(ws_url: str, timeout_s: float) -> tuple[bool, str]:
+    """Return whether Bitunix's websocket host accepts a TCP connection within `timeout_s`."""
+    u = urlparse(ws_url)
+    port = u.port or (443 if u.scheme == "wss" else 80)
+    try:
+        with socket.create_connection((u.hostname, port), timeout=timeout_s):
+            return True, ""
+    except OSError as e:
+        return False, f"{u.hostname}:{port}: {type(e).__name__}: {e}"
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, AttributeError):
+        try:
+            import psutil
+            return psutil.Process().memory_info().rss / 1e6
+        except Exception:  # noqa: BLE001
+            return 0.0
+
+
+def _mean(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return round(sum(vals) / len(vals), 4) if vals else None
+
+
+def _mmss(ms: int) -> str:
+    s = max(0, int(ms // 1000))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
+        f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _json(obj) -> str:
+    import json
+    return json.dumps(obj, default=str, sort_keys=True)
