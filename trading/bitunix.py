@@ -8,7 +8,7 @@ no closed flag, unknown `op` values are ignored. A frame that cannot be trusted 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable
 
 import orjson
@@ -87,7 +87,10 @@ def _iso_ms(value, name: str) -> int:
     if not isinstance(value, str):
         raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
     try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if dt.tzinfo is None:  # Bitunix times are UTC; never read them as local time
+            dt = dt.replace(tzinfo=timezone.utc)
+        return int(dt.timestamp() * 1000)
     except ValueError:
         raise ProtocolError(f"{name} is not ISO-8601: {value[:40]!r}") from None
 

@@ -35,7 +35,18 @@ class BrokerConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not (self.starting_cash > 0):
+        for name in ("starting_cash", "lot_size", "min_qty"):
+            v = getattr(self, name)
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                try:
+                    v = Decimal(repr(v) if isinstance(v, float) else str(v))
+                except ArithmeticError:
+                    v = Decimal("NaN")
+                object.__setattr__(self, name, v)
+            if not isinstance(v, Decimal) or not v.is_finite():
+                problems.append(f"{name} must be a finite number")
+                object.__setattr__(self, name, Decimal("NaN"))
+        if self.starting_cash.is_finite() and not self.starting_cash > 0:
             problems.append("starting_cash must be > 0")
         for name in ("taker_fee_bps", "maker_fee_bps", "slip_bps"):
             v = getattr(self, name)
@@ -43,7 +54,8 @@ class BrokerConfig:
                 problems.append(f"{name} must be in [0, 1000]")
         if not (isinstance(self.latency_ms, int) and 0 <= self.latency_ms <= 600_000):
             problems.append("latency_ms must be an integer in [0, 600000]")
-        if not (self.lot_size > 0 and self.min_qty >= self.lot_size):
+        if self.lot_size.is_finite() and self.min_qty.is_finite() and not (
+                self.lot_size > 0 and self.min_qty >= self.lot_size):
             problems.append("lot_size must be > 0 and min_qty >= lot_size")
         if not (math.isfinite(self.risk_per_trade) and 0 < self.risk_per_trade <= 0.5):
             problems.append("risk_per_trade must be in (0, 0.5]")
@@ -137,17 +149,17 @@ class PaperBroker:
 
     def on_quote(self, q: Quote) -> list:
         """Apply a new best bid/ask: fill orders due before it at the old quote, then check stops."""
-        events = self._fill_due(lambda due: due < q.ts)
+        events = self._settle_funding_until(q.ts)
+        events += self._fill_due(lambda due: due < q.ts)
         self.quote = q
         events += self._check_exits(q)
         events += self._fill_due(lambda due: due <= q.ts)
-        events += self._maybe_fund(q.ts)
         return events
 
     def advance(self, now_ts: int) -> list:
         """Fill every order due at or before `now_ts` at the quote in force now."""
-        events = self._fill_due(lambda due: due <= now_ts)
-        events += self._maybe_fund(now_ts)
+        events = self._settle_funding_until(now_ts)
+        events += self._fill_due(lambda due: due <= now_ts)
         return events
 
     def on_funding_info(self, info: FundingInfo) -> list:
@@ -294,6 +306,14 @@ class PaperBroker:
                                  else px - order.target_distance)
         return realized
 
+    def _settle_funding_until(self, now_ts: int) -> list:
+        """Settle a funding time that has passed, on the position held at that instant."""
+        due = self.funding_due_ts
+        if due is None or now_ts < due:
+            return []
+        events = self._fill_due(lambda d: d < due)  # orders due before funding fill first
+        return events + self._maybe_fund(due)
+
     def _maybe_fund(self, now_ts: int) -> list:
         due = self.funding_due_ts
         if due is None or now_ts < due or self.last_funding_ts == due:
@@ -319,6 +339,9 @@ class PaperBroker:
             "funding_due_ts": self.funding_due_ts, "funding_rate": self.funding_rate,
             "mark_px": self.mark_px, "last_funding_ts": self.last_funding_ts,
             "last_close": self.last_close, "order_prefix": self.order_prefix,
+            "quote": None if self.quote is None else {
+                "ts": self.quote.ts, "bid": self.quote.bid, "ask": self.quote.ask,
+                "bid_size": self.quote.bid_size, "ask_size": self.quote.ask_size},
         }
 
     def restore(self, state: dict) -> None:
@@ -335,3 +358,5 @@ class PaperBroker:
         self.last_funding_ts = state.get("last_funding_ts")
         self.last_close = state.get("last_close")
         self.order_prefix = state.get("order_prefix", self.order_prefix)
+        q = state.get("quote")
+        self.quote = None if q is None else Quote(symbol=self.config.symbol, **q)

@@ -149,7 +149,7 @@ class EmaMomentumStrategy:
             return None
         self._bars_in_position = 0
         atr = max(self._atr or 0.0, candle.close * 1e-4)  # never a zero-width stop
-        if abs(gap) < p.min_gap_bps:
+        if abs(gap) <= p.min_gap_bps:  # "exceeds": a zero gap has no direction
             return None
         side = Side.BUY if gap > 0 else Side.SELL
         return Signal(side=side, reason="entry", stop_distance=p.stop_atr * atr,

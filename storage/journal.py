@@ -1,0 +1,394 @@
+"""The SQLite journal of sessions, orders, fills, equity, funding and events.
+
+One connection shared by every thread, serialised by a lock; each public method is one
+transaction. Money and quantities arrive as Decimal and are stored as TEXT so they stay exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any
+
+from sqlite_utils import Database
+
+from storage.logger import get_logger
+from storage.paths import unique_corrupt_path
+
+log = get_logger("journal")
+
+_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sessions": (
+        ("run_id", "TEXT PRIMARY KEY"),
+        ("started_ts", "INTEGER"),
+        ("ended_ts", "INTEGER"),
+        ("source", "TEXT"),
+        ("symbol", "TEXT"),
+        ("status", "TEXT"),
+        ("exit_code", "INTEGER"),
+        ("pnl_absolute", "TEXT"),
+        ("report_dir", "TEXT"),
+        ("settings_json", "TEXT"),
+        ("stopped_reason", "TEXT"),
+    ),
+    "orders": (
+        ("order_id", "TEXT PRIMARY KEY"),
+        ("run_id", "TEXT"),
+        ("side", "TEXT"),
+        ("qty", "TEXT"),
+        ("reason", "TEXT"),
+        ("signal_ts", "INTEGER"),
+        ("signal_px", "REAL"),
+        ("due_ts", "INTEGER"),
+        ("status", "TEXT"),
+        ("status_ts", "INTEGER"),
+        ("detail", "TEXT"),
+    ),
+    "fills": (
+        ("order_id", "TEXT PRIMARY KEY"),
+        ("run_id", "TEXT"),
+        ("seq", "INTEGER"),
+        ("side", "TEXT"),
+        ("qty", "TEXT"),
+        ("reason", "TEXT"),
+        ("fill_ts", "INTEGER"),
+        ("fill_px", "REAL"),
+        ("bid", "REAL"),
+        ("ask", "REAL"),
+        ("mid", "REAL"),
+        ("fee", "TEXT"),
+        ("fee_bps", "REAL"),
+        ("spread_cost_bps", "REAL"),
+        ("signal_ts", "INTEGER"),
+        ("signal_px", "REAL"),
+        ("due_ts", "INTEGER"),
+        ("latency_ms", "INTEGER"),
+        ("latency_drift_bps", "REAL"),
+        ("trigger", "TEXT"),
+        ("trigger_px", "REAL"),
+        ("realized_pnl", "TEXT"),
+        ("position_after", "TEXT"),
+        ("cash_after", "TEXT"),
+    ),
+    "equity": (
+        ("id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        ("run_id", "TEXT"),
+        ("ts", "INTEGER"),
+        ("equity", "TEXT"),
+        ("cash", "TEXT"),
+        ("realized", "TEXT"),
+        ("unrealized", "TEXT"),
+        ("position_qty", "TEXT"),
+    ),
+    "funding": (
+        ("id", "INTEGER PRIMARY KEY"),
+        ("run_id", "TEXT"),
+        ("ts", "INTEGER"),
+        ("rate", "REAL"),
+        ("mark_px", "REAL"),
+        ("position_qty", "TEXT"),
+        ("amount", "TEXT"),
+    ),
+    "events": (
+        ("id", "INTEGER PRIMARY KEY"),
+        ("run_id", "TEXT"),
+        ("ts", "INTEGER"),
+        ("kind", "TEXT"),
+        ("detail", "TEXT"),
+    ),
+}
+_TABLE_CONSTRAINTS: dict[str, tuple[str, ...]] = {"funding": ("UNIQUE (run_id, ts)",)}
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_orders_run ON orders (run_id)",
+    "CREATE INDEX IF NOT EXISTS idx_fills_run ON fills (run_id, fill_ts, seq)",
+    "CREATE INDEX IF NOT EXISTS idx_equity_run ON equity (run_id, ts)",
+    "CREATE INDEX IF NOT EXISTS idx_events_run ON events (run_id, ts)",
+)
+TABLE_NAMES = tuple(_TABLES)
+
+
+def _to_sql(value: Any) -> Any:
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, Decimal):
+        # sqlite-utils would turn a Decimal into a float; a string keeps every digit.
+        return str(value)
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def _is_environmental(exc: sqlite3.DatabaseError) -> bool:
+    # Locked or unopenable says nothing about the file's content: never move a healthy journal.
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")) or (
+        "locked" in str(exc).lower()
+    )
+
+
+def _integrity_error(path: Path) -> str | None:
+    # Read-only: closing a read-write connection would checkpoint a WAL into (or delete it
+    # next to) a damaged file, destroying what is left to inspect.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if _is_environmental(exc):
+            raise
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    if rows == [("ok",)]:
+        return None
+    return "quick_check: " + "; ".join(str(row[0]) for row in rows[:10])
+
+
+def _move_aside(path: Path, error: str) -> Path:
+    corrupt_path = unique_corrupt_path(path)
+    try:
+        os.rename(path, corrupt_path)
+    except OSError as exc:
+        log.critical(
+            "journal_corrupt",
+            extra={
+                "path": str(path),
+                "corrupt_path": None,
+                "error": f"{error}; could not move it aside: {type(exc).__name__}: {exc}",
+            },
+        )
+        raise
+    for suffix in ("-wal", "-shm"):
+        sibling = Path(f"{path}{suffix}")
+        if not sibling.exists():
+            continue
+        # Next to the moved file under the name SQLite looks for, so it can be opened for forensics.
+        target = Path(f"{corrupt_path}{suffix}")
+        if os.path.lexists(target):
+            target = unique_corrupt_path(sibling)
+        try:
+            os.rename(sibling, target)
+        except OSError as exc:
+            error = f"{error}; could not move {sibling.name}: {exc}"
+    log.critical(
+        "journal_corrupt",
+        extra={"path": str(path), "corrupt_path": str(corrupt_path), "error": error},
+    )
+    return corrupt_path
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+
+class Journal:
+    """Thread-safe SQLite journal; build with Journal.open(path)."""
+
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, repaired_from: Path | None = None
+    ) -> None:
+        """Wrap an open connection and create the tables; prefer Journal.open()."""
+        self.path = Path(path)
+        self.repaired_from = repaired_from
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._db = Database(conn, execute_plugins=False)
+        self._columns: dict[str, frozenset[str]] = {}
+        self._closed = False
+        self._create_schema()
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """Open or create the journal at path; move a corrupt file aside and start afresh."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repaired_from: Path | None = None
+        if path.is_file():
+            error = _integrity_error(path)
+            if error is not None:
+                repaired_from = _move_aside(path, error)
+        return cls._wrap(path, _connect(path), repaired_from)
+
+    @classmethod
+    def _wrap(cls, path: Path, conn: sqlite3.Connection, repaired_from: Path | None) -> Journal:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return cls(path, conn, repaired_from)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _create_schema(self) -> None:
+        with self._lock, self._db.atomic():
+            for table, columns in _TABLES.items():
+                parts = [f"{name} {decl}" for name, decl in columns]
+                parts.extend(_TABLE_CONSTRAINTS.get(table, ()))
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})")
+                existing = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                # A journal written by an older version gains the new columns, empty.
+                for name, decl in columns:
+                    if name not in existing and "PRIMARY KEY" not in decl:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                self._columns[table] = frozenset(name for name, _ in columns)
+            for statement in _INDEXES:
+                self._db.execute(statement)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _row(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        columns = self._columns[table]
+        return {key: _to_sql(value) for key, value in row.items() if key in columns}
+
+    @contextmanager
+    def _write(self) -> Iterator[Database]:
+        with self._lock, self._db.atomic() as db:
+            yield db
+
+    def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._db.query(sql, params))
+
+    def _insert_ignore(self, table: str, row: dict[str, Any]) -> bool:
+        with self._write() as db:
+            before = self._conn.total_changes
+            db.table(table).insert(row, ignore=True)
+            return self._conn.total_changes > before
+
+    # ----------------------------------------------------------------- sessions
+
+    def start_session(self, run_id: str, **fields: Any) -> None:
+        """Insert or update the session row for run_id with the given columns."""
+        row = self._row("sessions", {**fields, "run_id": run_id})
+        with self._write() as db:
+            db.table("sessions").upsert(row, pk="run_id")
+
+    def end_session(self, run_id: str, **fields: Any) -> None:
+        """Record how the session ended (ended_ts, status, exit_code, pnl_absolute ...)."""
+        row = self._row("sessions", {**fields, "run_id": run_id})
+        with self._write() as db:
+            db.table("sessions").upsert(row, pk="run_id")
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Return every session, newest started first."""
+        return self._select("SELECT * FROM sessions ORDER BY started_ts DESC, rowid DESC")
+
+    def session(self, run_id: str) -> dict[str, Any] | None:
+        """Return the session row for run_id, or None."""
+        rows = self._select("SELECT * FROM sessions WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    # ----------------------------------------------------------------- orders and fills
+
+    def record_order(self, row: dict[str, Any]) -> None:
+        """Insert or update an order by its order_id."""
+        prepared = self._row("orders", row)
+        if prepared.get("order_id") is None:
+            raise ValueError("order row needs an order_id")
+        with self._write() as db:
+            db.table("orders").upsert(prepared, pk="order_id")
+
+    def set_order_status(
+        self, order_id: str, status: str, status_ts: int, detail: Any = None
+    ) -> bool:
+        """Set an order's status at status_ts (epoch ms); return False for an unknown order."""
+        values: dict[str, Any] = {"status": _to_sql(status), "status_ts": status_ts}
+        if detail is not None:
+            values["detail"] = _to_sql(detail)
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE orders SET {assignments} WHERE order_id = ?",
+                (*values.values(), order_id),
+            )
+            return cursor.rowcount > 0
+
+    def orders(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the orders of run_id (all runs if None), oldest signal first."""
+        if run_id is None:
+            return self._select("SELECT * FROM orders ORDER BY signal_ts, rowid")
+        return self._select(
+            "SELECT * FROM orders WHERE run_id = ? ORDER BY signal_ts, rowid", (run_id,)
+        )
+
+    def record_fill(self, row: dict[str, Any]) -> bool:
+        """Insert a fill; return False and change nothing if its order_id already has one."""
+        prepared = self._row("fills", row)
+        if prepared.get("order_id") is None:
+            raise ValueError("fill row needs an order_id")
+        return self._insert_ignore("fills", prepared)
+
+    def fills(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the fills of run_id (all runs if None) ordered by fill_ts, then seq."""
+        if run_id is None:
+            return self._select("SELECT * FROM fills ORDER BY fill_ts, seq, rowid")
+        return self._select(
+            "SELECT * FROM fills WHERE run_id = ? ORDER BY fill_ts, seq, rowid", (run_id,)
+        )
+
+    # ----------------------------------------------------------------- equity, funding, events
+
+    def record_equity(self, row: dict[str, Any]) -> None:
+        """Append one equity sample."""
+        prepared = self._row("equity", row)
+        prepared.pop("id", None)
+        with self._write() as db:
+            db.table("equity").insert(prepared)
+
+    def equity(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the equity samples of run_id in time order."""
+        return self._select("SELECT * FROM equity WHERE run_id = ? ORDER BY ts, id", (run_id,))
+
+    def record_funding(self, row: dict[str, Any]) -> bool:
+        """Insert a funding payment; return False if run_id+ts is already recorded."""
+        prepared = self._row("funding", row)
+        prepared.pop("id", None)
+        return self._insert_ignore("funding", prepared)
+
+    def funding(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the funding payments of run_id in time order."""
+        return self._select("SELECT * FROM funding WHERE run_id = ? ORDER BY ts, id", (run_id,))
+
+    def record_event(self, run_id: str, ts: int, kind: str, detail: dict[str, Any]) -> None:
+        """Append an event; detail is stored as JSON."""
+        row = {
+            "run_id": run_id,
+            "ts": ts,
+            "kind": _to_sql(kind),
+            "detail": json.dumps(detail, sort_keys=True, default=str),
+        }
+        with self._write() as db:
+            db.table("events").insert(row)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the events of run_id in time order with detail decoded from JSON."""
+        rows = self._select("SELECT * FROM events WHERE run_id = ? ORDER BY ts, id", (run_id,))
+        for row in rows:
+            try:
+                row["detail"] = json.loads(row["detail"]) if row["detail"] is not None else None
+            except ValueError:
+                pass  # written by hand or by an older version: hand back the text
+        return rows
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Close the connection; later calls raise sqlite3.ProgrammingError."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

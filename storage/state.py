@@ -1,0 +1,92 @@
+"""The paper-broker state file: atomic writes, and a corrupt file is moved aside, never trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storage.logger import get_logger
+from storage.paths import unique_corrupt_path
+
+log = get_logger("state")
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; Windows cannot open a directory, so skip there.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_json_atomic(path: Path, data: dict) -> None:
+    """Write data as JSON to path so a crash leaves either the old file or the new one."""
+    path = Path(path)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _move_aside(path: Path, error: str) -> None:
+    corrupt_path: Path | None = unique_corrupt_path(path)
+    try:
+        os.rename(path, corrupt_path)
+    except OSError as exc:
+        error = f"{error}; could not move it aside: {type(exc).__name__}: {exc}"
+        corrupt_path = None
+    log.critical(
+        "state_file_corrupt",
+        extra={
+            "path": str(path),
+            "corrupt_path": str(corrupt_path) if corrupt_path else None,
+            "error": error,
+        },
+    )
+
+
+def load_state(path: Path, validate: Callable[[dict], Any] | None = None) -> dict | None:
+    """Return the state dict at path, or None if missing or corrupt (moved aside)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _move_aside(path, f"unreadable: {type(exc).__name__}: {exc}")
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"top level is {type(data).__name__}, not an object")
+        if validate is not None:
+            validate(data)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # UnicodeDecodeError and JSONDecodeError are ValueErrors; absurdly deep nesting recurses.
+        _move_aside(path, f"{type(exc).__name__}: {exc}")
+        return None
+    return data
