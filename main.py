@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local-exchange faults, e.g. drop@30s,stall@90s:15s,garbage@120s")
     p.add_argument("--starting-balance", type=str, default="10000", metavar="USDT")
     p.add_argument("--risk-per-trade", type=_positive_float("--risk-per-trade", 0.0, 0.5),
-                   default=0.01, metavar="FRACTION", help="equity fraction risked to the stop")
+                   default=0.005, metavar="FRACTION", help="equity fraction risked to the stop")
     p.add_argument("--taker-fee-bps", type=_positive_float("--taker-fee-bps", 0, 1000, True),
                    default=6.0)
     p.add_argument("--maker-fee-bps", type=_positive_float("--maker-fee-bps", 0, 1000, True),
@@ -170,8 +170,8 @@ def run_headless(cfg, quiet: bool = False) -> int:
 
     from storage.logger import setup_logging
     from trading.runtime.session import Session
-    setup_logging(Path(cfg.data_dir), console=True,
-                  level=logging.WARNING if quiet else logging.INFO)
+    setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
+                  console_level=logging.WARNING if quiet else logging.INFO)
     session = Session(cfg)
 
     def on_term(signum, frame):  # SIGTERM: end cleanly, flatten, write the report

@@ -263,6 +263,20 @@ class _StderrHandler(logging.StreamHandler):
 _CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _CONSOLE_DATEFMT = "%H:%M:%S"
 
+
+class _ConsoleFormatter(logging.Formatter):
+    """Human-readable line: time, level, logger, message, then the `extra` fields as k=v."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [f"{k}={v}" for k, v in record.__dict__.items()
+                  if k not in _STANDARD_RECORD_ATTRS and not k.startswith("_")
+                  and k not in ("message", "asctime")]
+        if extras:
+            head, sep, tail = line.partition("\n")
+            line = head + " | " + " ".join(extras) + sep + tail
+        return line
+
 _setup_lock = threading.RLock()
 _installed: list[logging.Handler] = []
 _active: dict[str, Any] | None = None
@@ -286,6 +300,7 @@ def setup_logging(
     console: bool = True,
     level: int = logging.INFO,
     console_stream: TextIO | None = None,
+    console_level: int | None = None,
 ) -> Path:
     """Send app and websocket logs to <data dir>/logs/system.jsonl (+ console); return it."""
     global _active
@@ -310,7 +325,9 @@ def setup_logging(
                 if console_stream is not None
                 else _StderrHandler()
             )
-            console_handler.setFormatter(logging.Formatter(_CONSOLE_FORMAT, _CONSOLE_DATEFMT))
+            console_handler.setFormatter(_ConsoleFormatter(_CONSOLE_FORMAT, _CONSOLE_DATEFMT))
+            if console_level is not None:
+                console_handler.setLevel(console_level)
             handlers.append(console_handler)
 
         for handler in handlers:

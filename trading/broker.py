@@ -29,8 +29,8 @@ class BrokerConfig:
     latency_ms: int = 1000
     lot_size: Decimal = Decimal("0.001")
     min_qty: Decimal = Decimal("0.001")
-    risk_per_trade: float = 0.01  # fraction of equity lost if the stop is hit
-    max_leverage: float = 3.0
+    risk_per_trade: float = 0.005  # fraction of equity lost if the stop is hit
+    max_leverage: float = 1.0  # notional cap as a multiple of equity
     symbol: str = "BTCUSDT"
 
     def __post_init__(self) -> None:
@@ -299,11 +299,13 @@ class PaperBroker:
                 pos.opened_ts = ts
                 pos.stop_px = pos.target_px = None
         if order.reason == "entry" and not pos.is_flat:
+            # levels rounded to 1e-8: exact enough, and readable in reports
             if order.stop_distance > 0:
-                pos.stop_px = px - order.stop_distance if pos.qty > 0 else px + order.stop_distance
+                pos.stop_px = round(px - order.stop_distance if pos.qty > 0
+                                    else px + order.stop_distance, 8)
             if order.target_distance > 0:
-                pos.target_px = (px + order.target_distance if pos.qty > 0
-                                 else px - order.target_distance)
+                pos.target_px = round(px + order.target_distance if pos.qty > 0
+                                      else px - order.target_distance, 8)
         return realized
 
     def _settle_funding_until(self, now_ts: int) -> list:
