@@ -171,6 +171,7 @@ class Session:
         self.quotes_in = 0
         self.klines_in = 0
         self.other_symbol = 0
+        self.stale_quotes = 0
         self.peak_rss_mb = 0.0
         self.rss_samples: list[float] = []
 
@@ -424,10 +425,16 @@ class Session:
             return
         if isinstance(ev, Quote):
             self.quotes_in += 1
+            last = self.broker.quote
+            if last is not None and ev.ts < last.ts:
+                self.stale_quotes += 1  # out-of-order push: an older quote never replaces a newer
+                return
             self._begin(ev.ts)
-            self.clock.observe(ev.ts)
             with self.lock:
                 events = self.broker.on_quote(ev)
+                # the clock moves only once the quote is in force, so the worker never fills
+                # an order due at this instant at the previous quote
+                self.clock.observe(ev.ts)
                 if events:
                     self._on_broker_events(events)
             self.publish("quote", ev)
@@ -435,7 +442,8 @@ class Session:
         elif isinstance(ev, KlineUpdate):
             self.klines_in += 1
             self._begin(ev.ts)
-            self.clock.observe(ev.ts)
+            with self.lock:
+                self.clock.observe(ev.ts)
             closed = self.candles.on_kline(ev)
             if closed is not None:
                 self._on_candle_closed(closed)
@@ -719,7 +727,8 @@ class Session:
             "execution_latency_ms": self.config.broker.latency_ms,
             "min_fill_latency_ms": min((f["latency_ms"] for f in strat), default=None),
             "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
-            "quotes": self.quotes_in, "restarts": 0, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "quotes": self.quotes_in, "stale_quotes_ignored": self.stale_quotes,
+            "out_of_order_klines": self.candles.out_of_order, "restarts": 0, "peak_rss_mb": round(self.peak_rss_mb, 1),
             "error": self.error,
         }
 

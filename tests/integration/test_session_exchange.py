@@ -1,0 +1,116 @@
+"""Sessions over a real websocket to the local exchange on 127.0.0.1, with faults."""
+from __future__ import annotations
+
+import bisect
+import json
+
+import orjson
+import pytest
+
+from tests.conftest import read_log
+from trading.risk import BreakerConfig
+from trading.runtime.session import Session, SessionConfig
+
+
+def run(data_dir, **kw) -> Session:
+    kw.setdefault("speed", 60.0)
+    kw.setdefault("replay_start_index", 700)
+    kw.setdefault("seed", 5)
+    s = Session(SessionConfig(data_dir=data_dir, source="replay", **kw))
+    s.exit = s.run()
+    return s
+
+
+def quotes_of(timeline) -> tuple[list[int], list[tuple[float, float]]]:
+    ts, books = [], []
+    for t, frame in timeline:
+        if frame["ch"] == "depth_book1":
+            d = frame["data"]
+            ts.append(t)
+            books.append((float(d["b"][0][0]), float(d["a"][0][0])))
+    return ts, books
+
+
+def test_fills_use_the_quote_in_force_at_the_due_time(data_dir):
+    s = run(data_dir, duration_min=6, broker=_broker(latency_ms=1000))
+    assert s.exit == 0, s.error
+    assert s.final_report["fills"] >= 2
+    qts, books = quotes_of(s.exchange.timeline)
+    strategy = [f for f in s.fills if f["signal_ts"] is not None]
+    assert strategy
+    for f in s.fills:
+        i = bisect.bisect_right(qts, f["fill_ts"]) - 1
+        bid, ask = books[i]
+        assert (f["bid"], f["ask"]) == (bid, ask), f
+        assert f["fill_px"] == (ask if f["side"] == "BUY" else bid)
+    for f in strategy:
+        assert f["fill_ts"] - f["signal_ts"] >= 1000
+        # the candle close that made the signal is not what was paid
+    assert any(f["fill_px"] != f["signal_px"] for f in strategy)
+
+
+def _broker(**kw):
+    from trading.broker import BrokerConfig
+    return BrokerConfig(**kw)
+
+
+def test_drop_reconnects_resubscribes_and_session_succeeds(data_dir):
+    s = run(data_dir, duration_min=3, chaos="drop@60s")
+    assert s.exit == 0, s.error
+    r = s.final_report
+    assert r["status"] == "success" and r["reconnects"] >= 1
+    msgs = [x["message"] for x in read_log(data_dir)]
+    assert sum(m.startswith("Resubscribing to") for m in msgs) >= 2
+    # data flowed again after the reconnect: candles closed after the drop minute
+    assert r["candles_closed"] >= 2
+    assert s.closed_candles[-1].closed_ts >= s.start_data_ts + 120_000
+
+
+def test_stall_is_detected_as_stale_and_recovered(data_dir):
+    s = run(data_dir, duration_min=3, chaos="stall@30s:3s", stale_after_s=1.5)
+    assert s.exit == 0, s.error
+    st = s.feed.stats
+    assert st.stale_disconnects >= 1 and st.reconnects >= 1
+    assert s.final_report["reconnects"] >= 1
+    assert any(x.get("message") == "feed_stale" for x in read_log(data_dir))
+
+
+def test_bad_frames_are_counted_not_fatal(data_dir):
+    s = run(data_dir, duration_min=3,
+            chaos="garbage@20s,wrongtypes@30s,crossed@40s,nan@50s,negative@60s,bigframe@70s,"
+                  "disorder@80s:20,dup@90s:20",
+            breaker=BreakerConfig(max_parse_errors=100))
+    assert s.exit == 0, s.error
+    r = s.final_report
+    assert r["parse_errors"] >= 5  # garbage, wrong types, crossed, NaN, negative
+    assert r["status"] == "success"
+    warn = [x for x in read_log(data_dir) if x.get("message") == "feed_frame_rejected"]
+    assert warn and len(warn) < r["parse_errors"]  # rate-limited: not one line per bad frame
+
+
+def test_parse_error_storm_trips_the_breaker(data_dir):
+    s = run(data_dir, duration_min=4, chaos="garbage@10s,garbage@11s,garbage@12s",
+            breaker=BreakerConfig(max_parse_errors=3, cooldown_s=3600))
+    assert s.exit == 0
+    assert s.breaker.trips >= 1
+    assert s.final_report["breaker_trips"] >= 1
+
+
+def test_flood_drops_are_counted_and_memory_stays_flat(data_dir):
+    import time
+
+    def slow_consumer(kind, payload):  # a busy consumer (e.g. a repainting window)
+        if kind == "quote":
+            time.sleep(0.0003)
+
+    s = Session(SessionConfig(data_dir=data_dir, source="replay", speed=60.0, seed=5,
+                              replay_start_index=700, duration_min=3,
+                              chaos="flood@60s:100000", queue_maxsize=1000),
+                publish=slow_consumer)
+    s.exit = s.run()
+    assert s.exit == 0, s.error
+    r = s.final_report
+    assert r["dropped_messages"] > 0
+    assert r["status"] == "success"
+    assert s.rss_samples and max(s.rss_samples) - s.rss_samples[0] < 80  # MB
+    assert any(x.get("message") == "feed_queue_full_dropping" for x in read_log(data_dir))
