@@ -29,9 +29,9 @@ from __future__ import annotations
 import bisect
 import math
 import random
-import time
 import weakref
 from collections import deque
+from datetime import datetime, timezone
 from math import gcd
 from typing import Iterator
 
@@ -54,6 +54,22 @@ def _px(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".")
 
 
+def _px_cached():
+    """A `_px` that remembers its answers: prices repeat on a tick grid, formatting is slow."""
+    cache: dict[float, str] = {}
+    get = cache.get
+
+    def px(x: float) -> str:
+        out = get(x)
+        if out is None:
+            if len(cache) > 100_000:
+                cache.clear()
+            out = cache[x] = f"{x:.2f}".rstrip("0").rstrip(".")
+        return out
+
+    return px
+
+
 def _vol(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
@@ -68,7 +84,7 @@ def _num(x: float) -> float | int:
 
 
 def _iso_s(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
+    return datetime.fromtimestamp(ts_ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------- per-data caches
@@ -453,7 +469,7 @@ class Timeline:
         half = self.spread_usd / 2.0
         qpm = self.quotes_per_minute
         roll = self._init_rolling()
-        px, vol, size = _px, _vol, _size
+        px, vol, size = _px_cached(), _vol, _size
         sec_strs = [f"{s:02d}Z" for s in range(60)]
         prev_close = None
         bid_s = ask_s = bv_s = av_s = None
@@ -550,7 +566,7 @@ class Timeline:
                         last_px = k_c
                         yield ts, {"ch": "market_kline_1min", "symbol": sym, "ts": ts,
                                    "data": {"o": ko_s, "c": px(k_c), "h": px(k_h),
-                                            "l": px(k_l), "b": vol(b_now), "q": px(q_now)}}
+                                            "l": px(k_l), "b": vol(b_now), "q": _px(q_now)}}
                 elif path is not None and k_o is not None:
                     b_now, q_now = cum_b[off // e], cum_q[off // e]
                 if is_sec and bid_s is not None and last_px is not None:
@@ -558,7 +574,7 @@ class Timeline:
                     mid = (bid_f + ask_f) / 2.0
                     yield ts, {"ch": "tickers", "symbol": sym, "ts": ts, "data": [{
                         "s": sym, "la": px(last_px), "o": px(o24), "h": px(h24),
-                        "l": px(l24), "b": vol(b24), "q": px(q24),
+                        "l": px(l24), "b": vol(b24), "q": _px(q24),
                         "r": f"{(last_px - o24) / o24 * 100.0:.2f}",
                         "bd": bid_s, "ak": ask_s, "bv": bv_s, "av": av_s}]}
                     mid_s = px(mid)
@@ -578,7 +594,7 @@ class Timeline:
         e = self.kline_every_ms
         g = gcd(e, 1000)
         half = self.spread_usd / 2.0
-        px, vol, size = _px, _vol, _size
+        px, vol, size = _px_cached(), _vol, _size
         minutes = self._tick_minutes
         first = minutes[self.start_index]
         roll = _Rolling24h()
@@ -684,12 +700,12 @@ class Timeline:
                     if is_step and co is not None:
                         yield s, {"ch": "market_kline_1min", "symbol": sym, "ts": s,
                                   "data": {"o": co_s, "c": px(cc), "h": px(ch_), "l": px(cl),
-                                           "b": vol(cb), "q": px(cq)}}
+                                           "b": vol(cb), "q": _px(cq)}}
                     if s % 1000 == 0 and bid_s is not None and price is not None:
                         o24, h24, l24, b24, q24 = roll.stats(co, ch_, cl, cb, cq)
                         yield s, {"ch": "tickers", "symbol": sym, "ts": s, "data": [{
                             "s": sym, "la": px(price), "o": px(o24), "h": px(h24),
-                            "l": px(l24), "b": vol(b24), "q": px(q24),
+                            "l": px(l24), "b": vol(b24), "q": _px(q24),
                             "r": f"{(price - o24) / o24 * 100.0:.2f}",
                             "bd": bid_s, "ak": ask_s, "bv": bv_s, "av": av_s}]}
                         fm = s - s % FUNDING_PERIOD_MS

@@ -1,0 +1,878 @@
+"""A local stand-in for Bitunix's public futures market data, on 127.0.0.1.
+
+A real websocket server (websockets' thread-based sync server) speaking the protocol of
+BITUNIX_PROTOCOL.md at ``/public/``, plus the REST kline endpoint on the same port, replaying
+recorded BTC data through ``trading.replay`` with optional fault injection (``ChaosPlan``).
+
+Threads: one server thread accepting connections, one handler thread per connection (reads the
+client's messages), one sender thread per connection (drains that client's bounded queue, so a
+slow client never blocks anyone else), and one replay thread that walks the timeline at
+``speed`` x wall time and fans frames out. The replay clock runs whether or not anyone listens.
+
+Run it alone: ``python -m trading.runtime.exchange --port 8765 --speed 60``.
+"""
+from __future__ import annotations
+
+import argparse
+import email.utils
+import logging
+import math
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import EXTERNAL_CLOSE_CODES
+from websockets.http11 import Response
+from websockets.sync.server import serve
+
+from trading.replay import MAX_HISTORY, Timeline, build_timeline
+from trading.runtime.datafiles import MarketData, default_replay_file, load_market_file
+
+__all__ = ["LocalExchange", "ChaosPlan", "Fault", "FAULT_KINDS", "WS_PATH", "KLINE_PATH"]
+
+log = logging.getLogger("btc_laptop_agents.exchange")
+
+WS_PATH = "/public/"
+KLINE_PATH = "/api/v1/futures/market/kline"
+CHANNELS = ("market_kline_1min", "depth_book1", "trade", "tickers", "price")
+SNAPSHOT_CHANNELS = ("depth_book1", "market_kline_1min", "tickers", "price")
+MAX_CLIENT_MSGS_PER_S = 5           # Bitunix disconnects a client sending more
+MAX_GAP_MS = 60_000                 # longer silences in the data are skipped, not waited out
+PARAM_ERROR_CODE = 10001
+BIGFRAME_BYTES = 1 << 20
+
+# kind -> (argument type, default); argument type None = takes no argument
+FAULT_KINDS: dict[str, tuple[str | None, float | int | None]] = {
+    "drop": (None, None),
+    "stall": ("duration", 10.0),
+    "close": ("code", 1011),
+    "garbage": (None, None),
+    "wrongtypes": (None, None),
+    "crossed": (None, None),
+    "nan": (None, None),
+    "negative": (None, None),
+    "bigframe": (None, None),
+    "disorder": ("count", 10),
+    "dup": ("count", 10),
+    "flood": ("count", 50_000),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$", re.IGNORECASE)
+
+
+def _seconds(text: str) -> float:
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 1.5m, 500ms)")
+    value = float(m.group(1))
+    unit = (m.group(2) or "s").lower()
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: `kind` fired when the replay reaches `at_s` seconds of data time."""
+
+    kind: str
+    at_s: float
+    arg: float | int | None = None
+
+    @property
+    def at_ms(self) -> int:
+        return int(round(self.at_s * 1000))
+
+    def __str__(self) -> str:
+        at = f"{self.at_s:g}s"
+        if self.arg is None:
+            return f"{self.kind}@{at}"
+        arg = f"{self.arg:g}s" if self.kind == "stall" else str(self.arg)
+        return f"{self.kind}@{at}:{arg}"
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    """Faults to inject, ordered by when they fire."""
+
+    faults: tuple[Fault, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str | None) -> "ChaosPlan":
+        """Parse ``"drop@30s,stall@90s:15s,garbage@120s"``; raise ValueError naming a bad item."""
+        if spec is None:
+            return cls()
+        if not isinstance(spec, str):
+            raise ValueError(f"chaos spec must be a string, got {type(spec).__name__}")
+        faults = []
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            faults.append(_parse_fault(item))
+        faults.sort(key=lambda f: f.at_s)
+        return cls(tuple(faults))
+
+    def __bool__(self) -> bool:
+        return bool(self.faults)
+
+    def __iter__(self):
+        return iter(self.faults)
+
+    def __len__(self) -> int:
+        return len(self.faults)
+
+    def __str__(self) -> str:
+        return ",".join(str(f) for f in self.faults)
+
+
+def _parse_fault(item: str) -> Fault:
+    kind, at_sep, rest = item.partition("@")
+    kind = kind.strip().lower()
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"chaos item {item!r}: unknown fault {kind!r}; "
+                         f"known: {', '.join(FAULT_KINDS)}")
+    if not at_sep:
+        raise ValueError(f"chaos item {item!r}: missing '@TIME' (e.g. {kind}@30s)")
+    at_text, arg_sep, arg_text = rest.partition(":")
+    try:
+        at_s = _seconds(at_text)
+    except ValueError as e:
+        raise ValueError(f"chaos item {item!r}: bad time: {e}") from None
+    arg_type, default = FAULT_KINDS[kind]
+    if not arg_sep:
+        return Fault(kind, at_s, default)
+    arg_text = arg_text.strip()
+    if arg_type is None:
+        raise ValueError(f"chaos item {item!r}: {kind} takes no argument")
+    if arg_type == "duration":
+        try:
+            dur = _seconds(arg_text)
+        except ValueError as e:
+            raise ValueError(f"chaos item {item!r}: bad duration: {e}") from None
+        if dur <= 0:
+            raise ValueError(f"chaos item {item!r}: duration must be > 0")
+        return Fault(kind, at_s, dur)
+    try:
+        value = int(arg_text)
+    except ValueError:
+        raise ValueError(f"chaos item {item!r}: {kind} needs an integer, got {arg_text!r}") \
+            from None
+    if arg_type == "code":
+        if not (value in EXTERNAL_CLOSE_CODES or 3000 <= value <= 4999):
+            raise ValueError(f"chaos item {item!r}: {value} is not a close code a server may "
+                             f"send (1000-1003, 1007-1014, 3000-4999)")
+    elif value < 1 or value > 10_000_000:
+        raise ValueError(f"chaos item {item!r}: count must be 1..10000000, got {value}")
+    return Fault(kind, at_s, value)
+
+
+def _parse_speed(speed) -> float:
+    """Return data seconds per wall second; 'max' / 'inf' mean no waiting at all."""
+    if isinstance(speed, str) and speed.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(speed)
+    except (TypeError, ValueError):
+        raise ValueError(f"speed must be a positive number or 'max', got {speed!r}") from None
+    if not value > 0:      # also rejects NaN
+        raise ValueError(f"speed must be > 0 or 'max', got {speed!r}")
+    return value
+
+
+# ---------------------------------------------------------------- one connection
+
+class _Client:
+    """One websocket connection: its subscriptions, bounded queue and sender thread."""
+
+    def __init__(self, exchange: "LocalExchange", ws, client_id: int, queue_size: int) -> None:
+        self.exchange = exchange
+        self.ws = ws
+        self.id = client_id
+        self.queue_size = queue_size
+        self.channels: set[str] = set()       # guarded by exchange._lock
+        self.data: deque = deque()
+        self.ctrl: deque = deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.sent = 0
+        self.dropped = 0
+        self.pongs = 0
+        self.recv_times: deque = deque()
+        self.sender = threading.Thread(target=self._run, name=f"exchange-send-{client_id}",
+                                       daemon=True)
+
+    def enqueue(self, payload) -> None:
+        """Queue a data frame; drop the oldest on overflow. Called by the replay thread."""
+        with self.cond:
+            if self.closed:
+                return
+            if len(self.data) >= self.queue_size:
+                self.data.popleft()
+                self.dropped += 1
+                if self.dropped == 1:
+                    log.warning("client_queue_overflow", extra={"client": self.id,
+                                                                "queue_size": self.queue_size})
+            self.data.append(payload)
+            self.cond.notify()
+
+    def control(self, item: tuple) -> None:
+        """Queue a control item (pong, drop, close, flood) ahead of the data frames."""
+        with self.cond:
+            if self.closed:
+                return
+            self.ctrl.append(item)
+            self.cond.notify()
+
+    def clear(self) -> None:
+        with self.cond:
+            self.data.clear()
+            self.ctrl = deque(c for c in self.ctrl if c[0] != "pong")
+
+    def shut(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.data.clear()
+            self.ctrl.clear()
+            self.cond.notify()
+
+    def _run(self) -> None:
+        ws = self.ws
+        ex = self.exchange
+        while True:
+            with self.cond:
+                while not self.ctrl and not self.data and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                if self.ctrl:
+                    item = self.ctrl.popleft()
+                    batch = None
+                else:
+                    item = None
+                    n = min(len(self.data), 64)
+                    batch = [self.data.popleft() for _ in range(n)]
+            try:
+                if batch is not None:
+                    if ex.stalled():
+                        continue        # a stalled exchange sends nothing at all
+                    for payload in batch:
+                        ws.send(payload, text=True)
+                        self.sent += 1
+                else:
+                    self._do(item)
+            except (ConnectionClosed, OSError, RuntimeError):
+                self.shut()
+                return
+            except Exception:   # one bad frame must not kill the sender
+                log.exception("client_send_failed", extra={"client": self.id})
+
+    def _do(self, item: tuple) -> None:
+        what = item[0]
+        if what == "pong":
+            if self.exchange.stalled():
+                return
+            self.ws.send(item[1], text=True)
+            self.sent += 1
+            self.pongs += 1
+        elif what == "raw":
+            self.ws.send(item[1], text=True)
+            self.sent += 1
+        elif what == "flood":
+            _, count, payload = item
+            send = self.ws.send
+            for _ in range(count):
+                if self.closed:
+                    return
+                send(payload, text=True)
+                self.sent += 1
+        elif what == "drop":
+            self._abort()
+        elif what == "close":
+            self.shut()
+            self.ws.close(item[1], "local exchange fault")
+
+    def _abort(self) -> None:
+        """Cut the TCP connection with no websocket close frame (a reset where possible)."""
+        self.shut()
+        sock = self.ws.socket
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- the exchange
+
+class LocalExchange:
+    """Serve Bitunix-shaped public market data from a replay on 127.0.0.1.
+
+    ``start()`` returns at once; ``stop()`` closes everything. Use as a context manager.
+    ``speed`` is data seconds per wall second (``"max"`` or ``inf``: no waiting).
+    """
+
+    def __init__(self, data: MarketData | None = None, *, host: str = "127.0.0.1",
+                 port: int = 0, speed: float | str = 1.0, seed: int = 0,
+                 symbol: str = "BTCUSDT", chaos: str | ChaosPlan = "",
+                 start_index: int | None = None, spread_usd: float = 1.0,
+                 greeting: bool = True, queue_size: int = 20_000,
+                 quotes_per_minute: int = 20, kline_every_ms: int = 500) -> None:
+        if data is None:
+            data = load_market_file(default_replay_file())
+        self.data = data
+        self.host = host
+        self._port_requested = int(port)
+        if not 0 <= self._port_requested <= 65535:
+            raise ValueError(f"port must be 0..65535, got {port!r}")
+        self.speed = _parse_speed(speed)
+        self.seed = int(seed)
+        self.symbol = symbol
+        self.chaos = chaos if isinstance(chaos, ChaosPlan) else ChaosPlan.parse(chaos)
+        self.greeting = greeting
+        if queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        self.queue_size = int(queue_size)
+        self.timeline: Timeline = build_timeline(
+            data, symbol=symbol, seed=self.seed, start_index=start_index, spread_usd=spread_usd,
+            quotes_per_minute=quotes_per_minute, kline_every_ms=kline_every_ms)
+        self._lock = threading.Lock()          # clients, subscriptions, latest frames
+        self._stats_lock = threading.Lock()
+        self._clients: dict[int, _Client] = {}
+        self._latest: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._server = None
+        self._server_thread: threading.Thread | None = None
+        self._replay_thread: threading.Thread | None = None
+        self._data_ts = self.timeline.start_ts
+        self._stall_until = 0.0
+        self._next_id = 0
+        self._closed_sent = 0
+        self._closed_pongs = 0
+        self._closed_dropped = 0
+        self._rng = random.Random(self.seed)
+        self._pending_disorder: list = []
+        self._disorder_left = 0
+        self._dup_left = 0
+        self.connections = 0
+        self.rate_limit_disconnects = 0
+        self.rest_requests = 0
+        self.faults_fired: list[Fault] = []
+
+    # ---- lifecycle
+
+    def start(self) -> "LocalExchange":
+        """Bind, start the server and replay threads, and return without blocking."""
+        if self._server is not None:
+            raise RuntimeError("exchange already started")
+        self._server = serve(self._handle, self.host, self._port_requested,
+                             process_request=self._process_request, compression=None,
+                             ping_interval=None, ping_timeout=None, close_timeout=1,
+                             open_timeout=5, max_size=1 << 16, max_queue=64)
+        self._server_thread = threading.Thread(target=self._server.serve_forever,
+                                               name="exchange-server", daemon=True)
+        self._server_thread.start()
+        self._replay_thread = threading.Thread(target=self._replay, name="exchange-replay",
+                                               daemon=True)
+        self._replay_thread.start()
+        tl = self.timeline
+        log.info("exchange_started", extra={
+            "ws_url": self.ws_url, "rest_url": self.rest_url, "speed": self.speed,
+            "data_kind": self.data.kind, "source": self.data.source,
+            "start_index": tl.start_index, "start_ts": tl.start_ts, "end_ts": tl.end_ts,
+            "chaos": str(self.chaos), "seed": self.seed})
+        return self
+
+    def stop(self) -> None:
+        """Stop the replay, close every connection and the listening socket."""
+        self._stop.set()
+        if self._replay_thread is not None:
+            self._replay_thread.join(timeout=5)
+        server = self._server
+        if server is not None:
+            with self._lock:
+                clients = list(self._clients.values())
+            for c in clients:
+                c.shut()
+            server.shutdown()
+            if self._server_thread is not None:
+                self._server_thread.join(timeout=5)
+            log.info("exchange_stopped", extra={"messages_sent": self.messages_sent,
+                                                "connections": self.connections})
+
+    def __enter__(self) -> "LocalExchange":
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- properties
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port_requested
+        return self._server.socket.getsockname()[1]
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ended(self) -> bool:
+        """True once the timeline has been replayed to its end."""
+        return self._ended.is_set()
+
+    def data_ts(self) -> int:
+        """Return the replay position: the data time (epoch ms) of the last frame published."""
+        return self._data_ts
+
+    @property
+    def active_connections(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    @property
+    def messages_sent(self) -> int:
+        with self._lock:
+            return self._closed_sent + sum(c.sent for c in self._clients.values())
+
+    @property
+    def pings_answered(self) -> int:
+        with self._lock:
+            return self._closed_pongs + sum(c.pongs for c in self._clients.values())
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames thrown away because a client's queue was full."""
+        with self._lock:
+            return self._closed_dropped + sum(c.dropped for c in self._clients.values())
+
+    def stalled(self) -> bool:
+        return time.monotonic() < self._stall_until
+
+    # ---- websocket side (handler threads)
+
+    def _handle(self, ws) -> None:
+        with self._lock:
+            self._next_id += 1
+            client = _Client(self, ws, self._next_id, self.queue_size)
+            self._clients[client.id] = client
+        with self._stats_lock:
+            self.connections += 1
+        client.sender.start()
+        peer = _peer(ws)
+        log.info("client_connected", extra={"client": client.id, "peer": peer})
+        if self.greeting:
+            client.control(("raw", b'{"op":"connect","data":{"result":true}}'))
+        reason = "closed by client"
+        try:
+            for message in ws:
+                now = time.monotonic()
+                times = client.recv_times
+                times.append(now)
+                while times and now - times[0] >= 1.0:
+                    times.popleft()
+                if len(times) > MAX_CLIENT_MSGS_PER_S:
+                    with self._stats_lock:
+                        self.rate_limit_disconnects += 1
+                    reason = "rate limit"
+                    log.warning("client_rate_limited", extra={
+                        "client": client.id, "peer": peer, "messages_in_1s": len(times)})
+                    client.shut()
+                    ws.close(1008, "too many messages")
+                    break
+                self._on_message(client, message)
+        except ConnectionClosed as e:
+            reason = f"connection closed ({e.rcvd.code if e.rcvd else 'no close frame'})"
+        finally:
+            client.shut()
+            with self._lock:
+                self._clients.pop(client.id, None)
+                self._closed_sent += client.sent
+                self._closed_pongs += client.pongs
+                self._closed_dropped += client.dropped
+            log.info("client_disconnected", extra={
+                "client": client.id, "peer": peer, "reason": reason, "sent": client.sent,
+                "dropped": client.dropped})
+
+    def _on_message(self, client: _Client, message) -> None:
+        try:
+            msg = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            log.info("client_bad_message", extra={"client": client.id,
+                                                  "message": str(message)[:120]})
+            return
+        if not isinstance(msg, dict):
+            return
+        op = msg.get("op")
+        if op == "ping":
+            if self.stalled():
+                return
+            pong = {"op": "ping", "pong": msg.get("ping"), "ping": int(time.time())}
+            client.control(("pong", orjson.dumps(pong)))
+        elif op in ("subscribe", "unsubscribe"):
+            channels = self._channels_of(msg.get("args"))
+            with self._lock:
+                if op == "unsubscribe":
+                    client.channels -= channels
+                else:
+                    new = channels - client.channels
+                    client.channels |= channels
+                    # after the end of the data only ping replies are sent
+                    if not self.stalled() and not self.ended:
+                        for ch in SNAPSHOT_CHANNELS:
+                            snap = self._latest.get(ch) if ch in new else None
+                            if snap is not None:
+                                client.enqueue(snap)
+            log.info(f"client_{op}d", extra={"client": client.id,
+                                             "channels": sorted(channels)})
+        # unknown ops are ignored, like the real server's undocumented ones
+
+    def _channels_of(self, args) -> set[str]:
+        out: set[str] = set()
+        if not isinstance(args, list):
+            return out
+        for arg in args:
+            if isinstance(arg, dict) and arg.get("symbol") == self.symbol \
+                    and arg.get("ch") in CHANNELS:
+                out.add(arg["ch"])
+        return out
+
+    # ---- REST (runs in the connection's handler thread, before any websocket handshake)
+
+    def _process_request(self, connection, request):
+        url = urlsplit(request.path)
+        if url.path in (WS_PATH, WS_PATH.rstrip("/")):
+            return None
+        if url.path == KLINE_PATH:
+            with self._stats_lock:
+                self.rest_requests += 1
+            body = self._kline_response(parse_qs(url.query, keep_blank_values=True))
+            payload = orjson.dumps(body)
+            return Response(200, "OK", Headers([
+                ("Date", email.utils.formatdate(usegmt=True)),
+                ("Connection", "close"),
+                ("Content-Length", str(len(payload))),
+                ("Content-Type", "application/json"),
+            ]), payload)
+        return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+
+    def _kline_response(self, query: dict) -> dict:
+        def one(name: str, default=None):
+            values = query.get(name)
+            return values[-1] if values else default
+
+        def error(msg: str) -> dict:
+            log.info("rest_kline_rejected", extra={"error": msg})
+            return {"code": PARAM_ERROR_CODE, "msg": msg}
+
+        symbol = one("symbol")
+        if symbol != self.symbol:
+            return error(f"unknown symbol {symbol!r}" if symbol else "symbol is required")
+        interval = one("interval", "1m")
+        if interval != "1m":
+            return error(f"interval {interval!r} is not served here (only 1m)")
+        kind = one("type", "LAST_PRICE")
+        if kind != "LAST_PRICE":
+            return error(f"type {kind!r} is not served here (only LAST_PRICE)")
+        try:
+            limit = int(one("limit", "100"))
+        except ValueError:
+            return error("limit must be an integer")
+        if not 1 <= limit <= MAX_HISTORY:
+            return error(f"limit must be 1..{MAX_HISTORY}, got {limit}")
+        now = self._data_ts
+        end_raw = one("endTime")
+        if end_raw not in (None, ""):
+            try:
+                end = int(end_raw)
+            except ValueError:
+                return error("endTime must be epoch milliseconds")
+            if end <= 0:
+                return error("endTime must be > 0")
+            end = min(end, now)
+        else:
+            end = now
+        return {"code": 0, "msg": "Success", "data": self.timeline.history(end, limit)}
+
+    # ---- replay thread
+
+    def _replay(self) -> None:
+        try:
+            self._run_replay()
+        except Exception:
+            log.exception("replay_failed")
+        finally:
+            if not self._stop.is_set():
+                self._ended.set()
+                log.info("replay_ended", extra={"data_ts": self._data_ts,
+                                                "messages_sent": self.messages_sent})
+
+    def _run_replay(self) -> None:
+        tl = self.timeline
+        start_ts = tl.start_ts
+        speed = self.speed
+        realtime = math.isfinite(speed)
+        faults = list(self.chaos.faults)
+        fi = 0
+        stop = self._stop
+        dumps = orjson.dumps
+        base_wall = time.monotonic()
+        base_data = start_ts
+        prev_ts = start_ts
+        for ts, frame in tl:
+            if stop.is_set():
+                return
+            if realtime:
+                if ts - prev_ts > MAX_GAP_MS:
+                    base_wall, base_data = time.monotonic(), ts
+                delay = base_wall + (ts - base_data) / 1000.0 / speed - time.monotonic()
+                if delay > 0.002 and stop.wait(delay):
+                    return
+            prev_ts = ts
+            while fi < len(faults) and ts - start_ts >= faults[fi].at_ms:
+                self._fire(faults[fi], ts, frame)
+                fi += 1
+            self._publish(ts, frame["ch"], dumps(frame))
+
+    def _publish(self, ts: int, ch: str, payload: bytes) -> None:
+        with self._lock:
+            self._data_ts = ts
+            if ch != "trade":
+                self._latest[ch] = payload
+            if self._disorder_left > 0:
+                self._pending_disorder.append((ch, payload))
+                self._disorder_left -= 1
+                if self._disorder_left == 0:
+                    batch = self._pending_disorder
+                    self._pending_disorder = []
+                    self._rng.shuffle(batch)
+                    for c, p in batch:
+                        self._fan_out(c, p)
+                return
+            self._fan_out(ch, payload)
+            if self._dup_left > 0:
+                self._dup_left -= 1
+                self._fan_out(ch, payload)
+
+    def _fan_out(self, ch: str, payload: bytes) -> None:
+        if self._clients and not self.stalled():
+            for c in self._clients.values():
+                if ch in c.channels:
+                    c.enqueue(payload)
+
+    def _all_clients(self) -> list[_Client]:
+        with self._lock:
+            return list(self._clients.values())
+
+    def _fire(self, fault: Fault, ts: int, frame: dict) -> None:
+        kind = fault.kind
+        clients = self._all_clients()
+        if kind == "drop":
+            for c in clients:
+                c.control(("drop",))
+        elif kind == "close":
+            for c in clients:
+                c.control(("close", int(fault.arg)))
+        elif kind == "stall":
+            self._stall_until = time.monotonic() + float(fault.arg)
+            for c in clients:
+                c.clear()
+        elif kind == "disorder":
+            with self._lock:
+                self._disorder_left = int(fault.arg)
+        elif kind == "dup":
+            with self._lock:
+                self._dup_left = int(fault.arg)
+        elif kind == "flood":
+            payload = orjson.dumps(self._depth_frame(ts))
+            for c in clients:
+                c.control(("flood", int(fault.arg), payload))
+        else:
+            payload = self._bad_frame(kind, ts)
+            with self._lock:
+                for c in self._clients.values():
+                    c.enqueue(payload)
+        self.faults_fired.append(fault)
+        log.warning("chaos_fault_fired", extra={
+            "fault": kind, "arg": fault.arg, "at_s": fault.at_s, "data_ts": ts,
+            "clients": len(clients)})
+
+    def _current_quote(self) -> tuple[str, str, str, str]:
+        with self._lock:
+            raw = self._latest.get("depth_book1")
+        if raw is not None:
+            d = orjson.loads(raw)["data"]
+            return d["b"][0][0], d["b"][0][1], d["a"][0][0], d["a"][0][1]
+        close = self.timeline.closed_kline(self.timeline.start_index)[4]
+        return f"{close - 0.5:.1f}", "1", f"{close + 0.5:.1f}", "1"
+
+    def _depth_frame(self, ts: int, bid=None, ask=None, bid_size=None, ask_size=None) -> dict:
+        b, bs, a, asz = self._current_quote()
+        return {"ch": "depth_book1", "symbol": self.symbol, "ts": ts,
+                "data": {"b": [[b if bid is None else bid, bs if bid_size is None else bid_size]],
+                         "a": [[a if ask is None else ask, asz if ask_size is None else ask_size]]}}
+
+    def _bad_frame(self, kind: str, ts: int) -> bytes | str:
+        if kind == "garbage":
+            return '}{"ch":"depth_book1",<<< not json >>> \u2603'
+        if kind == "wrongtypes":
+            frame = self._depth_frame(ts)
+            frame["data"] = {"b": [[{"price": frame["data"]["b"][0][0]}, True]],
+                             "a": [[True, {"size": frame["data"]["a"][0][1]}]]}
+            return orjson.dumps(frame)
+        if kind == "crossed":
+            b, _, a, _ = self._current_quote()
+            return orjson.dumps(self._depth_frame(ts, bid=f"{float(a) + 10:.1f}", ask=b))
+        if kind == "nan":
+            return orjson.dumps(self._depth_frame(ts, bid="NaN", ask="NaN"))
+        if kind == "negative":
+            b, _, a, _ = self._current_quote()
+            return orjson.dumps(self._depth_frame(ts, bid=f"-{b}", ask=f"-{a}"))
+        if kind == "bigframe":
+            head = orjson.dumps(self._depth_frame(ts))[:-1] + b',"pad":"'
+            pad = BIGFRAME_BYTES - len(head) - 2
+            return head + b"x" * max(pad, 0) + b'"}'
+        raise ValueError(f"no frame for fault {kind!r}")
+
+
+def _peer(ws) -> str:
+    try:
+        host, port = ws.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
+
+
+# ---------------------------------------------------------------- command line
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trading.runtime.exchange",
+        description="Run the local Bitunix-compatible exchange (websocket + REST klines) "
+                    "replaying recorded BTC data, in the foreground. Ctrl-C stops it.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port_arg, default=8765, help="TCP port, 0 = any free port "
+                   "(default 8765)")
+    p.add_argument("--speed", type=_speed_arg, default=1.0, metavar="X|max",
+                   help="data seconds per wall second, or max (default 1)")
+    p.add_argument("--file", type=Path, metavar="PATH",
+                   help="CSV / CSV.gz market data (default: the bundled dYdX day)")
+    p.add_argument("--seed", type=int, default=0, help="replay seed (default 0)")
+    p.add_argument("--chaos", default="", metavar="SPEC",
+                   help="faults, e.g. drop@30s,stall@90s:15s,garbage@120s")
+    p.add_argument("--spread-usd", type=_spread_arg, default=1.0, metavar="X",
+                   help="bid/ask spread for data without quotes (default 1.0)")
+    p.add_argument("--start-index", type=_nonneg_int_arg, default=None, metavar="N",
+                   help="minute of the data to start at (default: seeded, after 200 minutes)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def _port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
+
+
+def _speed_arg(text: str) -> float:
+    try:
+        return _parse_speed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _spread_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _nonneg_int_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        chaos = ChaosPlan.parse(args.chaos)
+    except ValueError as e:
+        parser.error(f"argument --chaos: {e}")
+    path = args.file or default_replay_file()
+    try:
+        data = load_market_file(path)
+    except ValueError as e:
+        parser.error(f"argument --file: {e}")
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        exchange = LocalExchange(data, host=args.host, port=args.port, speed=args.speed,
+                                 seed=args.seed, chaos=chaos, start_index=args.start_index,
+                                 spread_usd=args.spread_usd)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        exchange.start()
+    except OSError as e:
+        parser.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    tl = exchange.timeline
+    print(f"local exchange: {data.kind} from {data.source}, speed "
+          f"{'max' if math.isinf(exchange.speed) else f'{exchange.speed:g}'}x, "
+          f"start minute {tl.start_index}", flush=True)
+    print(f"websocket: {exchange.ws_url}", flush=True)
+    print(f"rest:      {exchange.rest_url}{KLINE_PATH}?symbol={exchange.symbol}"
+          f"&interval=1m&limit=200", flush=True)
+    print("Ctrl-C to stop", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exchange.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
