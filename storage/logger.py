@@ -343,6 +343,10 @@ def setup_logging(
         for library_logger in _library_loggers():
             library_logger.setLevel(logging.WARNING)
             library_logger.propagate = False
+            # websocket-client installs a NullHandler at import; ours replace it, and every
+            # handler left on the logger must carry the redaction filter
+            for h in [h for h in library_logger.handlers if isinstance(h, logging.NullHandler)]:
+                library_logger.removeHandler(h)
 
         _active = {
             "data_dir": log_file.parent.parent,

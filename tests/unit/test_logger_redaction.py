@@ -203,7 +203,9 @@ def test_file_and_console_both_redacted_when_filtered_twice(tmp_path):
     [record] = read_records(log_file)
     assert record["message"] == f"key {REDACTED}"
     assert record["auth"] == {"token": REDACTED}
-    assert console.getvalue().rstrip().endswith(f"btc_laptop_agents: key {REDACTED}")
+    line = console.getvalue().rstrip()
+    assert f"btc_laptop_agents: key {REDACTED}" in line
+    assert "auth={'token': '[REDACTED]'}" in line and "'tk'" not in line
 
 
 def test_filter_is_idempotent():
