@@ -11,7 +11,7 @@ import pytest
 from trading.runtime.datafiles import (COLUMNS, MarketData, default_replay_file,
                                        load_market_file)
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"  # beside the project root
 DYDX = "btc_perp_dydx_1m_quotes_20260101.csv"
 FTX = "btc_perp_ftx_1m_20211231_20220201.csv.gz"
 QUOTES = "btcusdt_perp_binance_quote_ticks_3windows.csv.gz"
