@@ -103,7 +103,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inject-strategy-error", type=_int_range("--inject-strategy-error", 1,
                                                               10**6),
                    metavar="N", help="fault injection: the strategy raises on closed candle N")
+    g = p.add_argument_group("autonomy")
+    g.add_argument("--supervise", action="store_true",
+                   help="run the session in a child process and restart it if it dies")
+    g.add_argument("--no-watchdog", action="store_true",
+                   help="no in-process watchdog: a crash ends the session with an error report")
+    g.add_argument("--hang-after-s", type=_positive_float("--hang-after-s", 0.0, 86400.0),
+                   default=30.0, metavar="S", help="no session-loop heartbeat for S s = hung")
+    g.add_argument("--restart-delay-s", type=_positive_float("--restart-delay-s", 0.0, 3600.0,
+                                                             True),
+                   default=5.0, metavar="S", help="pause before a restart (default 5)")
+    g.add_argument("--max-restarts", type=_int_range("--max-restarts", 0, 10_000), default=5,
+                   metavar="N", help="give up after more than N restarts within the window")
+    g.add_argument("--restart-window-s", type=_positive_float("--restart-window-s", 0.0,
+                                                              7 * 86400.0),
+                   default=3600.0, metavar="S")
+    g.add_argument("--inject-crash-after-s", type=_positive_float("--inject-crash-after-s", 0.0,
+                                                                  86400.0, True),
+                   metavar="S", help="fault injection: raise in the execution thread after S s")
+    g.add_argument("--inject-hang-after-s", type=_positive_float("--inject-hang-after-s", 0.0,
+                                                                 86400.0, True),
+                   metavar="S", help="fault injection: stop the loop's heartbeat after S s")
+    g.add_argument("--run-id", type=_run_id, help=argparse.SUPPRESS)
+    g.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--previous-exit", default="", help=argparse.SUPPRESS)
+    g.add_argument("--give-up", default="", help=argparse.SUPPRESS)
+    g.add_argument("--finalize", default="", help=argparse.SUPPRESS)
     return p
+
+
+def _run_id(text: str) -> str:
+    ok = 6 <= len(text) <= 64 and all(c.isalnum() or c in "-_" for c in text)
+    if not ok:
+        raise argparse.ArgumentTypeError(f"--run-id must be 6-64 letters, digits, - or _, "
+                                         f"got {text!r}")
+    return text
 
 
 def parse_config(argv: list[str]):
@@ -160,29 +194,56 @@ def parse_config(argv: list[str]):
         chaos=args.chaos, broker=broker, breaker=BreakerConfig(), strategy=MomentumParams(),
         flatten_at_end=not args.no_flatten, reset_account=args.reset_account,
         spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
+        inject_crash_after_s=args.inject_crash_after_s,
+        inject_hang_after_s=args.inject_hang_after_s, resume=args.resume,
+        previous_exit=args.previous_exit,
         progress_stream=None if args.quiet else sys.stdout)
+    if args.resume and not args.run_id:
+        parser.error("argument --resume: needs --run-id")
     return args, cfg
 
 
-def run_headless(cfg, quiet: bool = False) -> int:
-    """Run one session in this process; return its exit code."""
+def run_headless(cfg, args) -> int:
+    """Run one session in this process under the watchdog; return its exit code."""
+    import dataclasses
     import logging
 
     from storage.logger import setup_logging
-    from trading.runtime.session import Session
+    from trading.runtime.session import Session, new_run_id
+    from trading.runtime.watchdog import Watchdog, WatchdogConfig
     setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
-                  console_level=logging.WARNING if quiet else logging.INFO)
-    session = Session(cfg)
+                  console_level=logging.WARNING if args.quiet else logging.INFO)
+    run_id = args.run_id or new_run_id()
+    made = []
 
-    def on_term(signum, frame):  # SIGTERM: end cleanly, flatten, write the report
-        session.request_stop(f"stopped by signal {signum}")
+    def make_session(resume: bool) -> Session:
+        # the first segment runs as asked (a supervisor's child may already be resuming);
+        # a watchdog restart resumes the same run from the state file and journal
+        c = dataclasses.replace(cfg, resume=True, previous_exit="") if resume else cfg
+        s = Session(c, run_id=run_id)
+        made.append(s)
+        return s
 
-    signal.signal(signal.SIGTERM, on_term)
-    code = session.run()
-    report = getattr(session, "final_report", None) or {}
+    if args.give_up or args.finalize:
+        session = make_session(True)
+        code = session.finalize_only(args.finalize or "supervisor gave up",
+                                     error=args.give_up or None)
+    elif args.no_watchdog:
+        session = make_session(False)
+        signal.signal(signal.SIGTERM, lambda n, f: session.request_stop(f"stopped by signal {n}"))
+        code = session.run()
+    else:
+        dog = Watchdog(make_session, WatchdogConfig(
+            hang_after_s=args.hang_after_s, restart_delay_s=args.restart_delay_s,
+            max_restarts=args.max_restarts, restart_window_s=args.restart_window_s))
+        signal.signal(signal.SIGTERM, lambda n, f: dog.request_stop(f"stopped by signal {n}"))
+        code = dog.run()
+        session = made[-1]
+    report = session.final_report or {}
     print(f"{report.get('status', 'error').upper()}: pnl {report.get('pnl_absolute', 0):+.2f} "
-          f"USDT, fills {report.get('fills', 0)}, reconnects {report.get('reconnects', 0)}, "
-          f"report {getattr(session, 'run_dir', '?')}/final_report.json", flush=True)
+          f"USDT, fills {report.get('fills', 0)}, restarts {report.get('restarts', 0)}, "
+          f"reconnects {report.get('reconnects', 0)}, report "
+          f"{getattr(session, 'run_dir', '?')}/final_report.json", flush=True)
     return code
 
 
@@ -193,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print("The desktop window is not built yet: run with --headless "
               "(e.g. python main.py --headless --duration 10).", file=sys.stderr)
         return EXIT_USAGE
-    return run_headless(cfg, quiet=args.quiet)
+    if args.supervise:
+        from trading.runtime.supervisor import supervise
+        return supervise(argv, data_dir=Path(cfg.data_dir), run_id=args.run_id,
+                         restart_delay_s=args.restart_delay_s, max_restarts=args.max_restarts,
+                         restart_window_s=args.restart_window_s)
+    return run_headless(cfg, args)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,15 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("position_qty", "TEXT"),
         ("amount", "TEXT"),
     ),
+    "candles": (
+        ("run_id", "TEXT"),
+        ("ts", "INTEGER"),
+        ("open", "REAL"),
+        ("high", "REAL"),
+        ("low", "REAL"),
+        ("close", "REAL"),
+        ("volume", "REAL"),
+    ),
     "events": (
         ("id", "INTEGER PRIMARY KEY"),
         ("run_id", "TEXT"),
@@ -104,7 +113,8 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("detail", "TEXT"),
     ),
 }
-_TABLE_CONSTRAINTS: dict[str, tuple[str, ...]] = {"funding": ("UNIQUE (run_id, ts)",)}
+_TABLE_CONSTRAINTS: dict[str, tuple[str, ...]] = {"funding": ("UNIQUE (run_id, ts)",),
+                                                  "candles": ("UNIQUE (run_id, ts)",)}
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_orders_run ON orders (run_id)",
     "CREATE INDEX IF NOT EXISTS idx_fills_run ON fills (run_id, fill_ts, seq)",
@@ -356,6 +366,14 @@ class Journal:
     def funding(self, run_id: str) -> list[dict[str, Any]]:
         """Return the funding payments of run_id in time order."""
         return self._select("SELECT * FROM funding WHERE run_id = ? ORDER BY ts, id", (run_id,))
+
+    def record_candle(self, row: dict[str, Any]) -> bool:
+        """Insert a closed 1m candle of a run; return False if that minute is already there."""
+        return self._insert_ignore("candles", self._row("candles", row))
+
+    def candles(self, run_id: str) -> list[dict[str, Any]]:
+        """Return the closed candles of run_id in time order."""
+        return self._select("SELECT * FROM candles WHERE run_id = ? ORDER BY ts", (run_id,))
 
     def record_event(self, run_id: str, ts: int, kind: str, detail: dict[str, Any]) -> None:
         """Append an event; detail is stored as JSON."""

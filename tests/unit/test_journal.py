@@ -74,7 +74,7 @@ def test_open_creates_tables_with_text_money_columns(journal, tmp_path):
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         tables = {row[0] for row in rows}
 
-    assert set(TABLE_NAMES) == {"sessions", "orders", "fills", "equity", "funding", "events"}
+    assert set(TABLE_NAMES) == {"sessions", "orders", "fills", "equity", "funding", "candles", "events"}
     assert set(TABLE_NAMES) <= tables
     fills = column_types(path, "fills")
     assert len(fills) == 24

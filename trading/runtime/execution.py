@@ -62,6 +62,17 @@ class ExecutionWorker:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.wakeups = 0
+        self._crash_at: float | None = None
+        self._on_crash = None
+
+    def inject_crash(self, at_mono: float, before=None) -> None:
+        """Fault injection: raise an unhandled exception in this thread at `at_mono`."""
+        self._crash_at = at_mono
+        self._on_crash = before
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="execution", daemon=True)
@@ -85,12 +96,18 @@ class ExecutionWorker:
 
     def _run(self) -> None:
         while True:
+            if self._crash_at is not None and time.monotonic() >= self._crash_at:
+                self._crash_at = None
+                if self._on_crash is not None:
+                    self._on_crash()
+                # deliberately unhandled: threading.excepthook and the watchdog must see it
+                raise RuntimeError("injected crash in the execution worker thread")
             with self._cond:
                 if self._stop:
                     return
                 due = self._next_due()
                 if due is None:
-                    self._cond.wait(1.0)
+                    self._cond.wait(0.05 if self._crash_at is not None else 1.0)
                     continue
                 wait = self.clock.wall_seconds_until(due)
                 if wait > 0:

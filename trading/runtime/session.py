@@ -7,6 +7,7 @@ lock. Reports are written in a `finally`, on success and on error.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -73,6 +74,11 @@ class SessionConfig:
     spread_usd: float = 1.0
     replay_start_index: int | None = None
     inject_strategy_error_at: int | None = None  # raise in the strategy on this closed candle
+    inject_crash_after_s: float | None = None  # raise in the execution worker thread (once)
+    inject_hang_after_s: float | None = None  # stop the session loop's heartbeat (once)
+    resume: bool = False  # continue run_id from the state file and journal (crash-only restart)
+    previous_exit: str = ""  # how the previous segment ended, when a supervisor knows
+    state_save_every_s: float = 1.0  # wall seconds between periodic state saves
     progress_stream: object = None  # file-like for the one-line status; None = quiet
 
     @property
@@ -174,6 +180,23 @@ class Session:
         self.stale_quotes = 0
         self.peak_rss_mb = 0.0
         self.rss_samples: list[float] = []
+        self.abort_event = threading.Event()
+        self.abort_reason = ""
+        self.heartbeat_mono = time.monotonic()
+        self.outcome = "not started"  # completed / stopped / crashed
+        self.resumed = False
+        self.segment = 1
+        self.restarts = 0
+        self.segments: list[dict] = []
+        self.injected: dict = {}
+        self.repairs: list[str] = []
+        self._begun = False
+        self._retime_pending = False
+        self._resume_from_ts: int | None = None
+        self._last_state_save = 0.0
+        self.final_report: dict | None = None
+        self.feed_prev: dict = {}  # feed counters of earlier segments of this run
+        self._downtime_ms = 0
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, reason: str = "stopped by user") -> None:
@@ -182,53 +205,142 @@ class Session:
             self.stopped_reason = reason
         self.stop_event.set()
 
+    def abort(self, reason: str) -> None:
+        """Make a crashed or hung segment give up at once (watchdog thread); no flatten."""
+        self.abort_reason = reason
+        self.abort_event.set()
+        self.stop_event.set()
+
+    def beat(self) -> None:
+        """Session loop heartbeat, read by the watchdog."""
+        self.heartbeat_mono = time.monotonic()
+
     def run(self) -> int:
-        """Run the whole session; always writes the reports; return the process exit code."""
+        """Run one segment and write the final reports; return the process exit code."""
+        self.run_segment()
+        return self.finalize()
+
+    def run_segment(self) -> str:
+        """Run until the duration is reached, a stop is asked for, or a crash; never raises.
+
+        Returns the outcome: "completed", "stopped" or "crashed". A crash leaves the state
+        file "running" so that a restart resumes it; only `finalize` closes the session.
+        """
         from storage.journal import Journal
         cfg = self.config
         try:
+            self.beat()
             self.journal = Journal.open(self.paths.journal_file)
-            self._load_account()
+            self._load_or_resume()
+            if self.outcome == "already finished":
+                return self.outcome
             self.journal.start_session(
                 self.run_id, started_ts=int(self.started_wall * 1000), source=cfg.source,
                 symbol=cfg.symbol, status="running", settings_json=_json(self.settings()))
-            log.info("session_starting", extra={"run_id": self.run_id, **self.settings()})
+            log.info("session_starting", extra={"run_id": self.run_id, "segment": self.segment,
+                                                "resumed": self.resumed, **self.settings()})
+            self.beat()
             self._start_source()
             self._loop()
-            self._finish_positions()
+            if self.abort_event.is_set():
+                raise SessionError(f"aborted: {self.abort_reason}")
             if self.worker_errors:
                 raise SessionError(f"execution worker failed: {self.worker_errors[0]!r}")
-            self.status, self.exit_code = "success", 0
+            if self.stop_event.is_set():
+                self.outcome = "stopped"
+                self._safe_flatten(raise_errors=True)
+                self.end_data_ts = self.clock.now_ms() or None
+            else:
+                self._finish_positions()
+                self.outcome = "completed"
         except KeyboardInterrupt:
             self.stopped_reason = self.stopped_reason or "interrupted (Ctrl-C)"
             self._safe_flatten()
-            self.status, self.exit_code = "success", 0
-        except Exception as e:  # noqa: BLE001 - the report must say what went wrong
+            self.outcome = "stopped"
+        except Exception as e:  # noqa: BLE001 - a crash: the watchdog or the report handles it
             self.error = f"{type(e).__name__}: {e}"
             self.error_count += 1
-            self.stopped_reason = self.stopped_reason or f"error: {self.error}"
-            log.exception("session_error", extra={"run_id": self.run_id, "error": self.error})
-            self._safe_flatten()
-            self.status, self.exit_code = "error", 1
+            self.outcome = "crashed"
+            if self.abort_event.is_set():  # the watchdog ended it and has logged why
+                log.warning("session_aborted", extra={"run_id": self.run_id,
+                                                      "reason": self.abort_reason,
+                                                      "segment": self.segment})
+            else:
+                log.exception("session_crashed", extra={"run_id": self.run_id,
+                                                        "error": self.error,
+                                                        "segment": self.segment})
         finally:
             self._teardown()
-            self._write_outputs()
+            self._close_segment()
+        return self.outcome
+
+    def finalize_only(self, reason: str, error: str | None = None) -> int:
+        """Close a run from its saved state without trading (stop during a restart pause, or a
+        supervisor giving up): flatten at the last known quote and write the reports."""
+        from storage.journal import Journal
+        try:
+            self.journal = Journal.open(self.paths.journal_file)
+            self._load_or_resume()
+        except Exception as e:  # noqa: BLE001
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("finalize_only_failed")
+        if self.outcome == "already finished":
+            return self.exit_code
+        self.stopped_reason = reason
+        self.outcome = "crashed" if error else "stopped"
+        if not error and self.config.flatten_at_end and self.journal is not None:
+            self._safe_flatten()
+        self._close_segment()
+        return self.finalize(give_up_reason=error)
+
+    def finalize(self, give_up_reason: str | None = None) -> int:
+        """Close the whole session: flatten if it ended in error, write every report once."""
+        if self.outcome == "already finished":
+            return self.exit_code
+        if self.outcome in ("completed", "stopped") and give_up_reason is None:
+            self.status, self.exit_code = "success", 0
+        else:
+            self.status, self.exit_code = "error", 1
+            if give_up_reason:
+                self.error = give_up_reason
+            self.stopped_reason = self.stopped_reason or f"error: {self.error}"
+            if self.journal is not None and self.config.flatten_at_end:
+                self._safe_flatten()
+        self._write_outputs()
         return self.exit_code
 
     # ------------------------------------------------------------------ account / state
-    def _load_account(self) -> None:
-        """Carry the paper account over from the last session's state file (unless reset)."""
+    def _validate_state(self, d: dict) -> None:
+        probe = PaperBroker(self.config.broker)
+        probe.restore(d["broker"])
+        if not probe.ledger.reconciles():
+            raise ValueError("ledger does not reconcile")
+
+    def _load_or_resume(self) -> None:
+        """Start fresh (carrying the paper account over) or resume this run from disk."""
         from storage.state import load_state
+        state = load_state(self.paths.state_file, validate=self._validate_state)
+        if self.config.resume and state is not None and state.get("run_id") == self.run_id:
+            if state.get("status") != "running":
+                log.warning("resume_not_needed", extra={"run_id": self.run_id,
+                                                        "status": state.get("status")})
+                self.outcome = "already finished"
+                self.exit_code = 0 if state.get("status") == "finished" else 1
+                return
+            self._resume_from(state)
+        else:
+            if self.config.resume:
+                log.warning("resume_without_state", extra={
+                    "run_id": self.run_id, "reason": "no running state for this run; "
+                    "starting it from the beginning"})
+            self._load_account(state)
+        self.segments.append({"segment": self.segment, "started": iso(time.time() * 1000),
+                              "ended": None, "exit_reason": None})
+        self._save_state("running")
 
-        def validate(d: dict) -> None:
-            probe = PaperBroker(self.config.broker)
-            probe.restore(d["broker"])
-            if not probe.ledger.reconciles():
-                raise ValueError("ledger does not reconcile")
-
-        state = load_state(self.paths.state_file, validate=validate)
+    def _load_account(self, state: dict | None) -> None:
+        """Carry the paper account over from the last session's state file (unless reset)."""
         if state is None or self.config.reset_account:
-            self._save_state("running")
             return
         prev = PaperBroker(self.config.broker)
         prev.restore(state["broker"])
@@ -237,20 +349,176 @@ class Session:
         self.broker.ledger.cash = cash
         self.broker.position = prev.position
         self.starting_equity = cash + prev.unrealized()
-        if not prev.position.is_flat:
-            self._open_realized = Decimal("0")
         log.info("account_carried_over", extra={
             "from_run": state.get("run_id"), "cash": str(cash),
             "position_qty": str(prev.position.qty)})
-        self._save_state("running")
+
+    def _resume_from(self, state: dict) -> None:
+        """Crash-only recovery: the state file, reconciled against the journal (truth for fills)."""
+        from trading.model import Fill, Order
+        sess = state.get("session", {})
+        self.resumed = True
+        self.broker.restore(state["broker"])
+        self.breaker.restore(state["breaker"])
+        self.strategy.restore(state.get("strategy", {}))
+        self.starting_equity = Decimal(sess.get("starting_equity", str(self.starting_equity)))
+        self.start_data_ts = sess.get("start_data_ts")
+        self.started_wall = sess.get("started_wall", self.started_wall)
+        self.source_used = sess.get("source_used", self.source_used)
+        self.offline_fallback = sess.get("offline_fallback", False)
+        self.fallback_reason = sess.get("fallback_reason", "")
+        c = sess.get("counters", {})
+        self.blocked_signals = c.get("blocked_signals", 0)
+        self.ignored_signals = c.get("ignored_signals", 0)
+        self.error_count = c.get("error_count", 0)
+        self.stale_quotes = c.get("stale_quotes", 0)
+        self.warmup_candles = c.get("warmup_candles", 0)
+        self.peak_rss_mb = c.get("peak_rss_mb", 0.0)
+        self.round_trips = [Decimal(x) for x in sess.get("round_trips", [])]
+        self.feed_prev = dict(sess.get("feed_totals", {}))
+        self._open_fees = Decimal(sess.get("open_fees", "0"))
+        self._open_realized = Decimal(sess.get("open_realized", "0"))
+        self.injected = dict(sess.get("injected", {}))
+        self.segments = list(sess.get("segments", []))
+        self.restarts = int(sess.get("restarts", 0)) + 1
+        self.segment = len(self.segments) + 1
+        if self.segments and not self.segments[-1].get("ended"):
+            last = self.segments[-1]
+            last["ended"] = iso(state.get("saved_ts"))
+            last["exit_reason"] = (self.config.previous_exit
+                                   or "process died (no clean exit)")
+        j = self.journal
+        # 1. fills in the journal that the state file missed (a kill between the two writes)
+        applied = 0
+        for row in j.fills(self.run_id):
+            f = Fill.from_dict(row)
+            if self.broker.apply_recorded_fill(f):
+                applied += 1
+                self._count_round_trip(f)
+        if applied:
+            self.repairs.append(f"{applied} journalled fill(s) applied to the state")
+        # 2. orders the journal has as pending that the state file never saw
+        known = {o.order_id for o in self.broker.pending} | self.broker.filled_order_ids
+        for row in j.orders(self.run_id):
+            if row.get("status") == "pending" and row["order_id"] not in known:
+                try:
+                    order = Order.from_dict(json.loads(row.get("detail") or "{}"))
+                except (ValueError, KeyError, TypeError):
+                    j.set_order_status(row["order_id"], "cancelled", int(time.time() * 1000),
+                                       "lost in a crash before it was saved")
+                    self.repairs.append(f"order {row['order_id']} cancelled (unreadable)")
+                    continue
+                self.broker.pending.append(order)
+                self.repairs.append(f"pending order {order.order_id} restored from the journal")
+            num = row["order_id"].rsplit("-", 1)[-1]
+            if num.isdigit():
+                self.broker.next_order_num = max(self.broker.next_order_num, int(num) + 1)
+        self.broker.pending.sort(key=lambda o: (o.due_ts, o.order_id))
+        # 3. funding payments journalled after the last state save
+        paid = sum((Decimal(r["amount"]) for r in j.funding(self.run_id)), Decimal("0"))
+        if paid != self.broker.ledger.funding:  # the ledger's funding is this run's alone
+            delta = paid - self.broker.ledger.funding
+            self.broker.ledger.funding += delta
+            self.broker.ledger.cash -= delta
+            self.repairs.append(f"funding {delta} from the journal applied")
+        if not self.broker.ledger.reconciles():
+            raise SessionError("restored ledger does not reconcile")
+        for r in self.repairs:
+            log.warning("state_repaired_from_journal", extra={"run_id": self.run_id,
+                                                              "repair": r})
+        self.fills = [dict(r) for r in j.fills(self.run_id)]
+        self.equity_curve = [dict(r) for r in j.equity(self.run_id)]
+        self.closed_candles = [Candle(ts=r["ts"], open=r["open"], high=r["high"], low=r["low"],
+                                      close=r["close"], volume=r["volume"] or 0.0)
+                               for r in j.candles(self.run_id)]
+        self.events_log = [dict(r) for r in j.events(self.run_id)][-500:]
+        self._resume_from_ts = sess.get("last_data_ts")
+        self._downtime_ms = max(0, int(time.time() * 1000) - int(state.get("saved_ts", 0)))
+        self._retime_pending = True
+        self._begun = self.start_data_ts is not None
+        pos = self.broker.position
+        log.warning("session_resumed", extra={
+            "run_id": self.run_id, "segment": self.segment, "restarts": self.restarts,
+            "position_qty": str(pos.qty), "avg_px": str(pos.avg_px), "stop_px": pos.stop_px,
+            "target_px": pos.target_px, "cash": str(self.broker.ledger.cash),
+            "pending_orders": len(self.broker.pending), "fills_so_far": len(self.fills),
+            "remaining_s": round(self.remaining_ms() / 1000, 1)})
+        self._event(int(time.time() * 1000), "session_resumed", {
+            "segment": self.segment, "position_qty": str(pos.qty),
+            "repairs": self.repairs, "previous_exit": self.segments[-1]["exit_reason"]
+            if self.segments else ""})
+
+    def remaining_ms(self) -> int:
+        """Market-data time left in the whole session."""
+        if self.start_data_ts is None:
+            return self.config.duration_ms
+        now = self.clock.now_ms() or self._resume_from_ts or self.start_data_ts
+        if isinstance(self.clock, WallClock):
+            now = self.clock.now_ms()
+        return max(0, self.start_data_ts + self.config.duration_ms - now)
+
+    _FEED_COUNTS = ("reconnects", "dropped", "parse_errors", "messages", "stale_disconnects",
+                    "connect_failures")
+
+    def _feed_counts(self) -> dict:
+        """Cumulative counters for the state file: earlier segments plus this one's feed."""
+        out = dict(self.feed_prev)
+        if self.feed is not None:
+            for k in self._FEED_COUNTS:
+                out[k] = out.get(k, 0) + getattr(self.feed.stats, k)
+        return out
+
+    def note_exit_reason(self, reason: str) -> None:
+        """Record why the watchdog ended this segment (it knows better than the segment)."""
+        if self.segments:
+            self.segments[-1]["exit_reason"] = reason
+            try:
+                self._save_state("running")
+            except Exception:  # noqa: BLE001
+                log.exception("state_save_failed")
+
+    def _close_segment(self) -> None:
+        if not self.segments:
+            return
+        seg = self.segments[-1]
+        if seg.get("ended") is None:
+            seg["ended"] = iso(time.time() * 1000)
+            seg["exit_reason"] = {
+                "completed": "duration reached", "stopped": self.stopped_reason or "stopped",
+            }.get(self.outcome, f"crashed: {self.abort_reason or self.error}")
+        try:
+            self._save_state("running")
+        except Exception:  # noqa: BLE001
+            log.exception("state_save_failed")
 
     def _save_state(self, status: str) -> None:
+        """Write the state file atomically (after the journal: the journal is the truth)."""
         from storage.state import save_json_atomic
         with self.lock:
-            doc = {"version": 1, "run_id": self.run_id, "status": status,
+            doc = {"version": 2, "run_id": self.run_id, "status": status,
                    "saved_ts": int(time.time() * 1000), "broker": self.broker.to_state(),
-                   "breaker": self.breaker.to_state(), "strategy": self.strategy.state()}
+                   "breaker": self.breaker.to_state(), "strategy": self.strategy.state(),
+                   "session": self._session_state()}
         save_json_atomic(self.paths.state_file, doc)
+        self._last_state_save = time.monotonic()
+
+    def _session_state(self) -> dict:
+        return {
+            "start_data_ts": self.start_data_ts, "duration_ms": self.config.duration_ms,
+            "last_data_ts": self.clock.now_ms() or self._resume_from_ts,
+            "started_wall": self.started_wall, "source_used": self.source_used,
+            "offline_fallback": self.offline_fallback, "fallback_reason": self.fallback_reason,
+            "starting_equity": str(self.starting_equity),
+            "restarts": self.restarts, "segments": self.segments, "injected": self.injected,
+            "round_trips": [str(x) for x in self.round_trips],
+            "feed_totals": self._feed_counts(),
+            "open_fees": str(self._open_fees), "open_realized": str(self._open_realized),
+            "counters": {"blocked_signals": self.blocked_signals,
+                         "ignored_signals": self.ignored_signals,
+                         "error_count": self.error_count, "stale_quotes": self.stale_quotes,
+                         "warmup_candles": self.warmup_candles,
+                         "peak_rss_mb": self.peak_rss_mb},
+        }
 
     def settings(self) -> dict:
         c = self.config
@@ -305,10 +573,31 @@ class Session:
                 self._start_feed(self.exchange.ws_url)
         self.worker = ExecutionWorker(self.broker, self.lock, self.clock, self._on_broker_events,
                                       on_error=self.worker_errors.append)
+        crash = self.config.inject_crash_after_s
+        if crash is not None and not self.injected.get("crash"):
+            self.worker.inject_crash(time.monotonic() + crash, self._on_inject_crash)
         self.worker.start()
+
+    def _on_inject_crash(self) -> None:
+        """Worker thread, just before the injected exception: remember it fired (once per run)."""
+        self.injected["crash"] = True
+        self._save_state("running")
+        with self.lock:
+            pos = self.broker.position.qty
+        log.warning("injected_crash", extra={"run_id": self.run_id, "thread_name": "execution",
+                                             "position_qty": str(pos)})
 
     def _pick_start_index(self, data) -> int | None:
         cfg = self.config
+        if self.resumed and self._resume_from_ts:
+            from trading.replay import build_timeline
+            # the market moved on while we were down: skip what a live feed would have missed
+            skip = 0 if math.isinf(cfg.speed) else int(self._downtime_ms * cfg.speed)
+            target = self._resume_from_ts + skip
+            try:
+                return build_timeline(data, seed=cfg.seed, start_ts=target).start_index
+            except ValueError as e:
+                raise SessionError(f"cannot resume the replay at {iso(target)}: {e}") from None
         if cfg.replay_start_index is not None:
             return cfg.replay_start_index
         from trading.replay import minute_count
@@ -365,19 +654,25 @@ class Session:
         cfg = self.config
         inline = getattr(self, "_replay_inline", None)
         if inline is not None:
+            n = 0
             for _ts, raw in inline.iter_frames_bytes():
                 for ev in parse_frame(raw):
                     self._on_event(ev)
                 if self._session_over() or self.stop_event.is_set():
                     break
-                if self.worker_errors:
-                    return
+                n += 1
+                if n % 256 == 0:
+                    self.beat()
+                    self._housekeeping()
+                    if self.worker_errors or (self.worker is not None and not self.worker.alive):
+                        raise SessionError("execution worker thread died")
             else:
                 self.stopped_reason = self.stopped_reason or "replay data ended"
             self._progress(force=True)
             return
         wall_budget = self._wall_budget_s()
         while not self.stop_event.is_set():
+            self.beat()
             try:
                 ev = self.queue.get(timeout=0.1)
             except queue.Empty:
@@ -386,6 +681,9 @@ class Session:
                 self._on_event(ev)
             self._poll_feed_health()
             self._progress()
+            self._housekeeping()
+            if self.worker is not None and not self.worker.alive:
+                raise SessionError("execution worker thread died")
             if self.worker_errors:
                 return
             if self._session_over():
@@ -403,11 +701,26 @@ class Session:
                 self.stopped_reason = "replay data ended"
                 return
 
+    def _housekeeping(self) -> None:
+        """Periodic state save and the injected hang (session thread)."""
+        now = time.monotonic()
+        if now - self._last_state_save >= self.config.state_save_every_s:
+            self._save_state("running")
+        hang = self.config.inject_hang_after_s
+        if hang is not None and not self.injected.get("hang") \
+                and now - self.started_mono >= hang:
+            self.injected["hang"] = True
+            self._save_state("running")
+            log.warning("injected_hang", extra={"after_s": hang, "run_id": self.run_id})
+            while not self.abort_event.is_set():  # no heartbeat from here on
+                time.sleep(0.05)
+
     def _wall_budget_s(self) -> float:
         c = self.config
+        remaining = self.remaining_ms() / 1000
         if c.source == "bitunix" or self.source_used == "bitunix":
-            return c.duration_ms / 1000 * 1.5 + 120
-        return c.duration_ms / 1000 / c.speed * 2 + 120
+            return remaining * 1.5 + 120
+        return remaining / c.speed * 2 + 120
 
     def _session_over(self) -> bool:
         if self.start_data_ts is None:
@@ -431,6 +744,12 @@ class Session:
                 return
             self._begin(ev.ts)
             with self.lock:
+                if self._retime_pending:
+                    self._retime_pending = False
+                    moved = self.broker.retime_overdue(ev.ts)
+                    if moved:
+                        log.warning("orders_due_during_downtime_sent_now", extra={
+                            "orders": moved, "at_ts": ev.ts})
                 events = self.broker.on_quote(ev)
                 # the clock moves only once the quote is in force, so the worker never fills
                 # an order due at this instant at the previous quote
@@ -457,8 +776,9 @@ class Session:
             pass  # trades are shown by the GUI; the paper broker fills at bid/ask only
 
     def _begin(self, ts: int) -> None:
-        if self.start_data_ts is not None:
+        if self._begun:
             return
+        self._begun = True
         self.start_data_ts = ts
         rows = [r for r in getattr(self, "_warmup_rows", []) if r["ts"] < (ts // 60000) * 60000]
         candles = [Candle(ts=r["ts"], open=r["open"], high=r["high"], low=r["low"],
@@ -514,7 +834,9 @@ class Session:
             if isinstance(ev, OrderSubmitted):
                 o = ev.order
                 self.journal.record_order({**o.to_dict(), "run_id": self.run_id,
-                                           "status": "pending", "status_ts": o.signal_ts})
+                                           "status": "pending", "status_ts": o.signal_ts,
+                                           "detail": json.dumps(o.to_dict())})
+                save = True
                 self.publish("order", o)
             elif isinstance(ev, OrderFilled):
                 self._on_fill(ev.fill)
@@ -527,6 +849,7 @@ class Session:
                 self._event(ev.ts, "order_rejected", {"order_id": ev.order_id,
                                                       "reason": ev.reason})
             elif isinstance(ev, OrderCancelled):
+                save = True
                 self.journal.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason)
                 log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason})
             elif isinstance(ev, FundingApplied):
@@ -559,6 +882,11 @@ class Session:
                 "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
                 "reason": f.reason, "trigger_px": f.trigger_px, "fill_px": f.fill_px,
                 "bid": f.bid, "ask": f.ask, "fee": str(f.fee)})
+        self._count_round_trip(f)
+        self.publish("fill", row)
+
+    def _count_round_trip(self, f) -> None:
+        """Accumulate a fill into the open round trip; close it (and tell the breaker) when flat."""
         self._open_fees += f.fee
         self._open_realized += f.realized_pnl
         if f.position_after == 0:
@@ -569,7 +897,6 @@ class Session:
             self.breaker.record_round_trip(float(net), f.fill_ts)
         elif f.reason == "entry":
             self.breaker.record_success(f.fill_ts)
-        self.publish("fill", row)
 
     def _event(self, ts: int, kind: str, detail: dict) -> None:
         self.events_log.append({"ts": ts, "kind": kind, "detail": detail})
@@ -679,6 +1006,19 @@ class Session:
             except Exception:  # noqa: BLE001
                 log.exception("teardown_failed", extra={"part": type(part).__name__})
 
+    def feed_totals(self) -> dict:
+        """Feed figures over every segment of the run (earlier segments' counts carried)."""
+        cur = self.feed.stats.snapshot() if self.feed else {"mode": "inline replay (no socket)"}
+        for k, v in self.feed_prev.items():
+            cur[k] = cur.get(k, 0) + v
+        cur.update({"queue_maxsize": self.config.queue_maxsize,
+                    "events_processed": self.events_in, "other_symbol_events": self.other_symbol,
+                    "peak_rss_mb": round(self.peak_rss_mb, 1)})
+        if self.exchange is not None:
+            cur["exchange_faults_fired"] = ", ".join(
+                str(f) for f in getattr(self.exchange, "faults_fired", [])) or "none"
+        return cur
+
     def report(self) -> dict:
         with self.lock:
             ledger = self.broker.ledger
@@ -693,8 +1033,8 @@ class Session:
                 mdd, mdd_pct = peak - v, (peak - v) / peak * 100 if peak else 0.0
         strat = [f for f in self.fills if f.get("latency_drift_bps") is not None]
         wins = sum(1 for r in self.round_trips if r > 0)
-        feed = self.feed.stats.snapshot() if self.feed else {}
-        end_ts = self.end_data_ts or self.clock.now_ms() or None
+        feed = self.feed_totals()
+        end_ts = self.end_data_ts or self.clock.now_ms() or self._resume_from_ts or None
         return {
             "status": self.status, "exit_code": self.exit_code, "run_id": self.run_id,
             "source": self.source_used, "requested_source": self.config.source,
@@ -728,29 +1068,35 @@ class Session:
             "min_fill_latency_ms": min((f["latency_ms"] for f in strat), default=None),
             "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
             "quotes": self.quotes_in, "stale_quotes_ignored": self.stale_quotes,
-            "out_of_order_klines": self.candles.out_of_order, "restarts": 0, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "out_of_order_klines": self.candles.out_of_order, "restarts": self.restarts,
+            "segments": self.segments, "state_repairs": self.repairs, "peak_rss_mb": round(self.peak_rss_mb, 1),
             "error": self.error,
         }
 
     def _write_outputs(self) -> None:
         from storage.reports import write_run_reports
         report = self.report()
-        try:
-            self._save_state("finished" if self.status == "success" else "error")
-        except Exception:  # noqa: BLE001
-            log.exception("state_save_failed")
-        feed = self.feed.stats.snapshot() if self.feed else {"mode": "inline replay (no socket)"}
+        feed = self.feed_totals()
         feed.update({"queue_maxsize": self.config.queue_maxsize,
                      "events_processed": self.events_in, "other_symbol_events": self.other_symbol,
                      "peak_rss_mb": round(self.peak_rss_mb, 1)})
         if self.exchange is not None:
             feed["exchange_faults_fired"] = ", ".join(
                 str(f) for f in getattr(self.exchange, "faults_fired", [])) or "none"
+        segments = [{**seg, "duration_seconds": _seconds_between(seg.get("started"),
+                                                                 seg.get("ended"))}
+                    for seg in self.segments]
         run_dir = write_run_reports(
             self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
             candles=[c.to_dict() for c in self.closed_candles], equity=self.equity_curve,
-            settings=self.settings(), feed=feed, events=self.events_log)
+            settings=self.settings(), feed=feed, events=self.events_log, segments=segments)
         self.run_dir = run_dir
+        # commit order at the end: reports, then the state file says "finished" (a kill between
+        # the two resumes the run, finds no time left and writes the same reports again)
+        try:
+            self._save_state("finished" if self.status == "success" else "error")
+        except Exception:  # noqa: BLE001
+            log.exception("state_save_failed")
         if self.journal is not None:
             try:
                 self.journal.end_session(self.run_id, ended_ts=int(time.time() * 1000),
@@ -801,6 +1147,12 @@ def _mmss(ms: int) -> str:
     s = max(0, int(ms // 1000))
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
         f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _seconds_between(a: str | None, b: str | None) -> float | None:
+    if not a or not b:
+        return None
+    return round((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds(), 3)
 
 
 def _json(obj) -> str:

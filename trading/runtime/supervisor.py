@@ -1,0 +1,121 @@
+"""The process supervisor behind `main.py --headless --supervise`.
+
+Runs the session in a child process (`main.py --headless ... --run-id R`). When the child exits
+non-zero or dies by a signal, it waits `restart_delay_s` and starts a new child with `--resume`,
+which continues run R for the remaining duration from the state file and journal. Exit 0 when a
+child finishes with 0. Ctrl-C / SIGTERM are passed to the child, which flattens and writes the
+report. Too many restarts in the window: a last child closes the books with an error report.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+log = logging.getLogger("btc_laptop_agents.supervisor")
+
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
+_OWN_FLAGS = {"--supervise"}
+_VALUE_FLAGS = {"--run-id", "--previous-exit", "--give-up", "--finalize"}
+
+
+def child_argv(argv: list[str], run_id: str, resume: bool, previous_exit: str = "",
+               give_up: str = "") -> list[str]:
+    """Build the child's command line from the parent's, minus the supervisor's own flags."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in _OWN_FLAGS or a == "--resume":
+            continue
+        if name in _VALUE_FLAGS:
+            skip = "=" not in a
+            continue
+        out.append(a)
+    out += ["--run-id", run_id]
+    if resume:
+        out += ["--resume", "--previous-exit", previous_exit or "child exited"]
+    if give_up:
+        out += ["--give-up", give_up]
+    return [sys.executable, str(MAIN), *out]
+
+
+def describe_exit(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit code {rc}"
+
+
+def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
+              restart_delay_s: float = 5.0, max_restarts: int = 5,
+              restart_window_s: float = 3600.0) -> int:
+    """Run and restart the session child until it finishes; return the exit code."""
+    from trading.runtime.session import new_run_id
+    run_id = run_id or new_run_id()
+    pid_file = Path(data_dir) / "paper" / "child.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    child: subprocess.Popen | None = None
+
+    def on_signal(signum, frame):
+        stop.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # the child flattens and writes its report
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    recent: deque[float] = deque()
+    resume, previous = False, ""
+    restarts = 0
+    try:
+        while True:
+            cmd = child_argv(argv, run_id, resume, previous)
+            child = subprocess.Popen(cmd)
+            pid_file.write_text(str(child.pid))
+            print(f"supervisor: run {run_id}: child pid {child.pid} "
+                  f"({'resuming' if resume else 'starting'})", flush=True)
+            rc = child.wait()
+            if rc == 0:
+                return 0
+            if stop.is_set():
+                return rc if rc > 0 else 1
+            if rc == 2:  # a usage error will not get better by restarting
+                return rc
+            previous = describe_exit(rc)
+            restarts += 1
+            now = time.monotonic()
+            recent.append(now)
+            while recent and now - recent[0] > restart_window_s:
+                recent.popleft()
+            if len(recent) > max_restarts:
+                why = (f"supervisor gave up after {len(recent) - 1} restarts within "
+                       f"{restart_window_s:.0f}s; last child: {previous}")
+                print(f"supervisor: {why}", file=sys.stderr, flush=True)
+                cmd = child_argv(argv, run_id, True, previous, give_up=why)
+                return subprocess.call(cmd) or 1
+            print(f"supervisor: child {previous}; restarting run {run_id} in "
+                  f"{restart_delay_s:g}s for the remaining time (restart {restarts})",
+                  file=sys.stderr, flush=True)
+            if stop.wait(restart_delay_s):
+                # stopped during the pause: close the books from the saved state
+                return subprocess.call(child_argv(argv, run_id, True, previous) +
+                                       ["--finalize", "stopped during a restart pause"])
+            resume = True
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        try:
+            os.remove(pid_file)
+        except OSError:
+            pass
