@@ -41,6 +41,15 @@ def wait_for_child(pid_file: Path, not_pid: int | None, deadline: float) -> int 
     return None
 
 
+def state_at_kill(data_dir: Path) -> tuple[int, int]:
+    """Return (position open?, order pending?) from the last saved state, as 0/1."""
+    try:
+        b = json.loads((data_dir / "paper" / "broker_state.json").read_text())["broker"]
+        return int(Decimal(b["position"]["qty"]) != 0), int(bool(b["pending"]))
+    except (OSError, ValueError, KeyError):
+        return 0, 0
+
+
 def audit(data_dir: Path) -> dict:
     report = json.loads((data_dir / "runs" / "latest" / "final_report.json").read_text())
     run_id = report["run_id"]
@@ -85,11 +94,11 @@ def audit(data_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--duration", type=float, default=40.0, help="session minutes (data time)")
-    ap.add_argument("--speed", type=float, default=20.0)
+    ap.add_argument("--duration", type=float, default=90.0, help="session minutes (data time)")
+    ap.add_argument("--speed", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--min-gap-s", type=float, default=0.6)
-    ap.add_argument("--max-gap-s", type=float, default=2.0)
+    ap.add_argument("--min-gap-s", type=float, default=1.0)
+    ap.add_argument("--max-gap-s", type=float, default=4.0)
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--timeout-s", type=float, default=900.0)
     a = ap.parse_args(argv)
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = t0 + a.timeout_s
     sup = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     kills, gaps_to_resume, last = 0, [], None
+    open_pos = pending = 0
     while kills < a.kills and sup.poll() is None and time.monotonic() < deadline:
         pid = wait_for_child(pid_file, last, deadline)
         if pid is None or sup.poll() is not None:
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(rng.uniform(a.min_gap_s, a.max_gap_s))
         if sup.poll() is not None:
             break
+        held = state_at_kill(data_dir)
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -120,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         killed_at = time.monotonic()
         kills += 1
         last = pid
+        open_pos += held[0]
+        pending += held[1]
     try:
         rc = sup.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -128,13 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - t0
     result = {"kills": kills, "supervisor_exit": rc, "wall_seconds": round(wall, 1),
               "median_kill_to_new_child_s": round(statistics.median(gaps_to_resume), 2)
-              if gaps_to_resume else None, "data_dir": str(data_dir)}
+              if gaps_to_resume else None, "kills_with_position_open": open_pos,
+              "kills_with_order_pending": pending, "data_dir": str(data_dir)}
     try:
         result.update(audit(data_dir))
     except Exception as e:  # noqa: BLE001
         result.update({"ok": False, "audit_error": f"{type(e).__name__}: {e}",
                        "stderr_tail": sup.stderr.read()[-2000:] if sup.stderr else ""})
     result["ok"] = bool(result.get("ok")) and rc == 0 and kills == a.kills
+    log = data_dir / "logs" / "system.jsonl"
+    text = log.read_text(encoding="utf-8") if log.exists() else ""
+    result["state_repairs_logged"] = text.count("state_repaired_from_journal")
+    result["orders_sent_after_restart"] = text.count("orders_due_during_downtime_sent_now")
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1
 

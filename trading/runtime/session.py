@@ -196,6 +196,7 @@ class Session:
         self._last_state_save = 0.0
         self.final_report: dict | None = None
         self.feed_prev: dict = {}  # feed counters of earlier segments of this run
+        self._last_health = 0.0
         self._downtime_ms = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -443,6 +444,13 @@ class Session:
             "target_px": pos.target_px, "cash": str(self.broker.ledger.cash),
             "pending_orders": len(self.broker.pending), "fills_so_far": len(self.fills),
             "remaining_s": round(self.remaining_ms() / 1000, 1)})
+        self.publish("history", [c.to_dict() for c in self.closed_candles])
+        self.publish("session_started", {"run_id": self.run_id, "source": self.source_used,
+                                         "data_start_ts": self.start_data_ts, "resumed": True,
+                                         "segment": self.segment,
+                                         "duration_ms": self.config.duration_ms})
+        for f in self.fills:
+            self.publish("fill", f)
         self._event(int(time.time() * 1000), "session_resumed", {
             "segment": self.segment, "position_qty": str(pos.qty),
             "repairs": self.repairs, "previous_exit": self.segments[-1]["exit_reason"]
@@ -664,6 +672,7 @@ class Session:
                 if n % 256 == 0:
                     self.beat()
                     self._housekeeping()
+                    self._progress()
                     if self.worker_errors or (self.worker is not None and not self.worker.alive):
                         raise SessionError("execution worker thread died")
             else:
@@ -785,6 +794,10 @@ class Session:
                           close=r["close"], volume=r["volume"]) for r in rows]
         self.strategy.warm_up(candles)
         self.warmup_candles = len(candles)
+        self.publish("history", [c.to_dict() for c in candles])
+        self.publish("session_started", {"run_id": self.run_id, "source": self.source_used,
+                                         "data_start_ts": ts, "resumed": False,
+                                         "duration_ms": self.config.duration_ms})
         log.info("session_started", extra={
             "run_id": self.run_id, "source": self.source_used, "data_start": iso(ts),
             "warmup_candles": len(candles), "duration_min": self.config.duration_min})
@@ -844,6 +857,8 @@ class Session:
             elif isinstance(ev, OrderRejected):
                 self.error_count += 1
                 self.journal.set_order_status(ev.order_id, "rejected", ev.ts, ev.reason)
+                self.publish("order_done", {"order_id": ev.order_id, "status": "rejected",
+                                            "reason": ev.reason})
                 log.warning("order_rejected", extra={"order_id": ev.order_id, "reason": ev.reason})
                 self.breaker.record_failure("reject", ev.ts, ev.reason)
                 self._event(ev.ts, "order_rejected", {"order_id": ev.order_id,
@@ -851,6 +866,8 @@ class Session:
             elif isinstance(ev, OrderCancelled):
                 save = True
                 self.journal.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason)
+                self.publish("order_done", {"order_id": ev.order_id, "status": "cancelled",
+                                            "reason": ev.reason})
                 log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason})
             elif isinstance(ev, FundingApplied):
                 self.journal.record_funding({"run_id": self.run_id, "ts": ev.ts, "rate": ev.rate,
@@ -884,6 +901,11 @@ class Session:
                 "bid": f.bid, "ask": f.ask, "fee": str(f.fee)})
         self._count_round_trip(f)
         self.publish("fill", row)
+        self.publish("order_done", {"order_id": f.order_id, "status": "filled",
+                                    "reason": f.reason})
+        pos = self.broker.position
+        self.publish("position", {"qty": str(pos.qty), "avg_px": str(pos.avg_px),
+                                  "stop_px": pos.stop_px, "target_px": pos.target_px})
 
     def _count_round_trip(self, f) -> None:
         """Accumulate a fill into the open round trip; close it (and tell the breaker) when flat."""
@@ -944,8 +966,43 @@ class Session:
             self.rss_samples.append(rss)
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
 
+    def health(self) -> dict:
+        """Everything the window's status bar and position panel show (any thread)."""
+        with self.lock:
+            eq = self.broker.equity()
+            pos = self.broker.position
+            position = {"qty": str(pos.qty), "avg_px": str(pos.avg_px), "stop_px": pos.stop_px,
+                        "target_px": pos.target_px}
+            realized = self.broker.ledger.realized_pnl
+            unrealized = self.broker.unrealized()
+            pending = [o.to_dict() for o in self.broker.pending]
+            quote = self.broker.quote
+        feed = self.feed_totals()
+        dur = self.config.duration_ms
+        remaining = self.remaining_ms()
+        return {
+            "run_id": self.run_id, "segment": self.segment, "restarts": self.restarts,
+            "source": self.source_used, "offline_fallback": self.offline_fallback,
+            "feed_state": feed.get("state", "inline replay"),
+            "reconnects": feed.get("reconnects", 0), "dropped": feed.get("dropped", 0),
+            "parse_errors": feed.get("parse_errors", 0),
+            "last_message_age_s": feed.get("last_message_age_s"),
+            "queue_depth": self.queue.qsize(), "queue_max": self.config.queue_maxsize,
+            "breaker_state": self.breaker.state, "breaker_reason": self.breaker.trip_reason,
+            "duration_ms": dur, "remaining_ms": remaining, "elapsed_ms": dur - remaining,
+            "data_ts": self.clock.now_ms(), "equity": float(eq),
+            "starting_equity": float(self.starting_equity),
+            "realized": float(realized), "unrealized": float(unrealized),
+            "fees": float(self.broker.ledger.fees), "position": position,
+            "pending_orders": pending, "fills": len(self.fills),
+            "bid": quote.bid if quote else None, "ask": quote.ask if quote else None,
+        }
+
     def _progress(self, force: bool = False) -> None:
         now = time.monotonic()
+        if force or now - self._last_health >= 0.5:
+            self._last_health = now
+            self.publish("health", self.health())
         if not force and now - self._last_progress < self.config.progress_every_s:
             return
         self._last_progress = now
@@ -1040,6 +1097,9 @@ class Session:
             "source": self.source_used, "requested_source": self.config.source,
             "offline_fallback": self.offline_fallback, "fallback_reason": self.fallback_reason,
             "symbol": self.config.symbol, "speed": self.config.speed_label,
+            "seed": self.config.seed, "spread_usd": self.config.spread_usd,
+            "replay_file": str(self.config.replay_file) if self.config.replay_file
+            else "(bundled dYdX day)",
             "started": iso(self.started_wall * 1000), "ended": iso(time.time() * 1000),
             "data_start": iso(self.start_data_ts), "data_end": iso(end_ts),
             "duration_seconds": round((end_ts - self.start_data_ts) / 1000, 3)

@@ -65,9 +65,16 @@ class Watchdog:
         if s is not None:
             s.request_stop(reason)
 
+    SESSION_THREADS = ("session", "feed", "execution", "exchange")
+
     def _excepthook(self, args) -> None:
         name = args.thread.name if args.thread is not None else "?"
         if args.exc_type is SystemExit:
+            return
+        if not name.startswith(self.SESSION_THREADS):
+            # not ours (e.g. a GUI helper thread): whoever was there before handles it
+            if self._prev_hook is not None:
+                self._prev_hook(args)
             return
         self._crash = f"unhandled {args.exc_type.__name__} in thread {name!r}: {args.exc_value}"
         log.error("thread_crashed", exc_info=(args.exc_type, args.exc_value,
