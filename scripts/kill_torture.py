@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--min-gap-s", type=float, default=1.0)
     ap.add_argument("--max-gap-s", type=float, default=4.0)
+    ap.add_argument("--latency-ms", type=int, default=20000,
+                    help="execution latency (data time): long enough that kills land between "
+                         "a signal and its fill")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--timeout-s", type=float, default=900.0)
     a = ap.parse_args(argv)
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, str(ROOT / "main.py"), "--headless", "--supervise", "--quiet",
            "--duration", str(a.duration), "--source", "replay", "--speed", str(a.speed),
            "--seed", str(a.seed), "--data-dir", str(data_dir), "--restart-delay-s", "0.3",
-           "--max-restarts", str(a.kills + 5), "--reset-account"]
+           "--max-restarts", str(a.kills + 5), "--reset-account",
+           "--execution-latency-ms", str(a.latency_ms)]
     t0 = time.monotonic()
     deadline = t0 + a.timeout_s
     sup = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

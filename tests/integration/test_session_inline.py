@@ -155,3 +155,21 @@ def test_cli_speed_max_session_exit_0(tmp_path):
     assert "SUCCESS" in p.stdout and "[10:00/10:00]" in p.stdout
     logs = (d / "logs" / "system.jsonl").read_text()
     assert "sekritKEYvalue42" not in logs + p.stdout + p.stderr
+
+
+def test_verify_fills_script_checks_fills_against_the_replayed_quotes(data_dir):
+    s = run_session(data_dir, duration_min=10, seed=3)
+    p = subprocess.run([sys.executable, "scripts/verify_fills.py", str(s.run_dir)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "0 mismatches" in p.stdout and "quotes checked against the replay: True" in p.stdout
+    # tamper with one fill: the script must notice
+    path = s.run_dir / "fills.csv"
+    rows = path.read_text().splitlines()
+    cells = rows[1].split(",")
+    cells[11] = str(float(cells[11]) - 0.5)  # bid
+    rows[1] = ",".join(cells)
+    path.write_text("\n".join(rows) + "\n")
+    p = subprocess.run([sys.executable, "scripts/verify_fills.py", str(s.run_dir)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "MISMATCH" in p.stdout

@@ -197,6 +197,8 @@ class Session:
         self.final_report: dict | None = None
         self.feed_prev: dict = {}  # feed counters of earlier segments of this run
         self._last_health = 0.0
+        self._skip_until = 0
+        self.missed_while_down = 0
         self._downtime_ms = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -602,6 +604,9 @@ class Session:
             # the market moved on while we were down: skip what a live feed would have missed
             skip = 0 if math.isinf(cfg.speed) else int(self._downtime_ms * cfg.speed)
             target = self._resume_from_ts + skip
+            # the replay restarts at a minute boundary; what came before `target` was either
+            # seen before the crash or missed while down: drop it (a live feed cannot rewind)
+            self._skip_until = target
             try:
                 return build_timeline(data, seed=cfg.seed, start_ts=target).start_index
             except ValueError as e:
@@ -741,6 +746,9 @@ class Session:
     # ------------------------------------------------------------------ events
     def _on_event(self, ev) -> None:
         self.events_in += 1
+        if self._skip_until and getattr(ev, "ts", self._skip_until) < self._skip_until:
+            self.missed_while_down += 1
+            return
         sym = getattr(ev, "symbol", self.config.symbol)
         if sym and sym != self.config.symbol:
             self.other_symbol += 1
