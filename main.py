@@ -47,10 +47,13 @@ def _speed(text: str) -> float:
     if text.strip().lower() == "max":
         return math.inf
     try:
-        return _positive_float("--speed", 0.0, 10_000.0)(text)
+        v = _positive_float("--speed", 0.0, 10_000.0)(text)
+        if v < 0.01:
+            raise argparse.ArgumentTypeError("too slow")
+        return v
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"--speed must be a number in (0, 10000] or 'max', got {text!r}") from None
+            f"--speed must be a number in [0.01, 10000] or 'max', got {text!r}") from None
 
 
 def _symbol(text: str) -> str:
@@ -60,11 +63,32 @@ def _symbol(text: str) -> str:
     return s
 
 
+def _unusable_dir(path: Path) -> str | None:
+    """Say why `path` cannot be the data dir, without creating anything."""
+    p = path.expanduser().absolute()
+    if p.exists():
+        if not p.is_dir():
+            return f"not a directory: {path}"
+        return None if os.access(p, os.W_OK | os.X_OK) else f"not writable: {path}"
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, so {path} cannot be created"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {parent} is not writable"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
         "data (or the bundled replay), headless or in a desktop window.")
     p.add_argument("--headless", action="store_true", help="run in the terminal, no window")
+    p.add_argument("--autostart", action="store_true",
+                   help="window: start the session at launch")
+    p.add_argument("--exit-on-finish", action="store_true",
+                   help="window: quit once the report is written, with the session's exit code")
     p.add_argument("--duration", type=_positive_float("--duration", 0.0, 7 * 24 * 60),
                    default=10.0, metavar="MIN",
                    help="session length in minutes of market-data time (default 10)")
@@ -150,10 +174,10 @@ def parse_config(argv: list[str]):
     from trading.strategy import MomentumParams
     try:
         balance = Decimal(args.starting_balance)
-        if not balance.is_finite() or balance <= 0:
+        if not balance.is_finite() or not Decimal("1") <= balance <= Decimal("1e12"):
             raise InvalidOperation
     except InvalidOperation:
-        parser.error(f"argument --starting-balance: must be a positive number, "
+        parser.error(f"argument --starting-balance: must be a number from 1 to 1e12, "
                      f"got {args.starting_balance!r}")
     try:
         broker = BrokerConfig(starting_cash=balance, taker_fee_bps=args.taker_fee_bps,
@@ -184,8 +208,10 @@ def parse_config(argv: list[str]):
             load_market_file(args.replay_file)
         except (ValueError, OSError) as e:
             parser.error(f"argument --replay-file: {e}")
-    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
-        parser.error(f"argument --data-dir: not a directory: {args.data_dir}")
+    if args.data_dir is not None:
+        problem = _unusable_dir(args.data_dir)
+        if problem:
+            parser.error(f"argument --data-dir: {problem}")
     from storage.paths import default_data_dir
     data_dir = args.data_dir or default_data_dir()
     cfg = SessionConfig(
@@ -221,7 +247,7 @@ def run_headless(cfg, args) -> int:
         # a watchdog restart resumes the same run from the state file and journal
         c = dataclasses.replace(cfg, resume=True, previous_exit="") if resume else cfg
         s = Session(c, run_id=run_id)
-        made.append(s)
+        made[:] = [s]  # only the live segment is kept
         return s
 
     if args.give_up or args.finalize:
@@ -230,13 +256,18 @@ def run_headless(cfg, args) -> int:
                                      error=args.give_up or None)
     elif args.no_watchdog:
         session = make_session(False)
-        signal.signal(signal.SIGTERM, lambda n, f: session.request_stop(f"stopped by signal {n}"))
+        for sig, why in ((signal.SIGTERM, "stopped by SIGTERM"),
+                         (signal.SIGINT, "interrupted (Ctrl-C)")):
+            signal.signal(sig, lambda n, f, why=why: session.request_stop(why))
         code = session.run()
     else:
         dog = Watchdog(make_session, WatchdogConfig(
             hang_after_s=args.hang_after_s, restart_delay_s=args.restart_delay_s,
             max_restarts=args.max_restarts, restart_window_s=args.restart_window_s))
-        signal.signal(signal.SIGTERM, lambda n, f: dog.request_stop(f"stopped by signal {n}"))
+        # Ctrl-C and SIGTERM end the session cleanly: flatten, report, exit 0
+        for sig, why in ((signal.SIGTERM, "stopped by SIGTERM"),
+                         (signal.SIGINT, "interrupted (Ctrl-C)")):
+            signal.signal(sig, lambda n, f, why=why: dog.request_stop(why))
         code = dog.run()
         session = made[-1]
     report = session.final_report or {}
@@ -251,9 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, cfg = parse_config(argv)
     if not args.headless:
-        print("The desktop window is not built yet: run with --headless "
-              "(e.g. python main.py --headless --duration 10).", file=sys.stderr)
-        return EXIT_USAGE
+        from gui.app import run_gui
+        return run_gui(args, cfg, argv)
     if args.supervise:
         from trading.runtime.supervisor import supervise
         return supervise(argv, data_dir=Path(cfg.data_dir), run_id=args.run_id,

@@ -667,7 +667,7 @@ def _key_figures_html(report: Mapping) -> str:
         ("Spread cost", _fmt_bps(report.get("mean_spread_cost_bps")), "bps", "mean per fill vs mid", ""),
         ("Latency drift", _fmt_bps(report.get("mean_latency_drift_bps"), sign=True), "bps",
          "mean, signal \u2192 fill", ""),
-        ("Duration", _fmt_duration(report.get("duration_seconds")), "", "wall clock", ""),
+        ("Duration", _fmt_duration(report.get("duration_seconds")), "", "market-data time", ""),
     ]
     stats = "".join(
         f"<div class=\"stat\"><div class=\"label\">{_e(label)}</div>"

@@ -82,10 +82,12 @@ def _ts(value, name: str = "ts") -> int:
 def _iso_ms(value, name: str) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     if not isinstance(value, str):
         raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
+    if not value.isascii():
+        raise ProtocolError(f"{name} is not ISO-8601: {value[:40]!r}")
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if dt.tzinfo is None:  # Bitunix times are UTC; never read them as local time

@@ -87,6 +87,7 @@ class PaperBroker:
         self.funding_rate: float = 0.0
         self.mark_px: float | None = None
         self.last_funding_ts: int | None = None
+        self.quote_stale = False  # after a restart or reconnect: no fill until a fresh quote
 
     # ---- queries ----
     def mark(self) -> float | None:
@@ -147,8 +148,17 @@ class PaperBroker:
         """Remember the last candle close (fallback price when no quote exists)."""
         self.last_close = close
 
+    def mark_quote_stale(self) -> None:
+        """The feed was down (restart, reconnect): the last quote is no longer known to be in
+        force, so nothing fills until a fresh one arrives; orders that came due meanwhile go
+        out at that fresh quote."""
+        self.quote_stale = True
+
     def on_quote(self, q: Quote) -> list:
         """Apply a new best bid/ask: fill orders due before it at the old quote, then check stops."""
+        if self.quote_stale:
+            self.quote_stale = False
+            self.retime_overdue(q.ts)
         events = self._settle_funding_until(q.ts)
         events += self._fill_due(lambda due: due < q.ts)
         self.quote = q
@@ -158,6 +168,8 @@ class PaperBroker:
 
     def advance(self, now_ts: int) -> list:
         """Fill every order due at or before `now_ts` at the quote in force now."""
+        if self.quote_stale:
+            return []
         events = self._settle_funding_until(now_ts)
         events += self._fill_due(lambda due: due <= now_ts)
         return events
@@ -366,7 +378,7 @@ class PaperBroker:
             self.next_order_num = max(self.next_order_num, int(num) + 1)
         return True
 
-    def retime_overdue(self, now_ts: int) -> list[str]:
+    def retime_overdue(self, now_ts: int) -> list[str]:  # noqa: D401
         """After a restart, orders that came due while the session was down go out now.
 
         They could not have been sent while the process was down, so they fill at the first
@@ -390,7 +402,7 @@ class PaperBroker:
             "funding_due_ts": self.funding_due_ts, "funding_rate": self.funding_rate,
             "mark_px": self.mark_px, "last_funding_ts": self.last_funding_ts,
             "last_close": self.last_close, "order_prefix": self.order_prefix,
-            "filled_order_ids": sorted(self.filled_order_ids),
+            "filled_order_ids": sorted(self.filled_order_ids), "quote_stale": self.quote_stale,
             "quote": None if self.quote is None else {
                 "ts": self.quote.ts, "bid": self.quote.bid, "ask": self.quote.ask,
                 "bid_size": self.quote.bid_size, "ask_size": self.quote.ask_size},
@@ -411,5 +423,6 @@ class PaperBroker:
         self.last_close = state.get("last_close")
         self.order_prefix = state.get("order_prefix", self.order_prefix)
         self.filled_order_ids = set(state.get("filled_order_ids", []))
+        self.quote_stale = bool(state.get("quote_stale", False))
         q = state.get("quote")
         self.quote = None if q is None else Quote(symbol=self.config.symbol, **q)

@@ -303,6 +303,14 @@ class FundingApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedReconnected:
+    """The feed is connected again after losing its connection; `ts` is wall time (epoch ms)."""
+
+    ts: int
+    connects: int
+
+
+@dataclass(frozen=True, slots=True)
 class CandleClosed:
     candle: Candle
 

@@ -95,11 +95,22 @@ def test_hung_session_is_detected_and_restarted(tmp_path):
     assert "Watchdog restarting session" in p.stderr and "hung" in p.stderr
 
 
+class _CrashEverySegment(Session):
+    def _on_inject_crash(self) -> None:
+        pass  # never remembered as fired: every segment crashes again
+
+
 def test_repeated_crashes_make_the_watchdog_give_up_with_an_error_report(data_dir):
-    cfg = SessionConfig(data_dir=data_dir, source="replay", speed=math.inf, duration_min=30,
-                        replay_start_index=700, inject_strategy_error_at=2)
+    cfg = SessionConfig(data_dir=data_dir, source="replay", speed=math.inf, duration_min=60,
+                        replay_start_index=300, inject_crash_after_s=0.0)
     sessions: list[Session] = []
-    dog = Watchdog(_factory(cfg, sessions), WatchdogConfig(restart_delay_s=0.05, max_restarts=2))
+    run_id = new_run_id()
+
+    def make(resume: bool) -> Session:
+        s = _CrashEverySegment(dataclasses.replace(cfg, resume=resume), run_id=run_id)
+        sessions.append(s)
+        return s
+    dog = Watchdog(make, WatchdogConfig(restart_delay_s=0.05, max_restarts=2))
     assert dog.run() == 1
     report = json.loads((sessions[-1].run_dir / "final_report.json").read_text())
     assert report["status"] == "error" and report["exit_code"] == 1
@@ -166,7 +177,19 @@ def test_supervisor_sigterm_stops_cleanly_and_writes_the_report(tmp_path):
     assert sup.returncode == 0, err[-2000:]
     report = json.loads((d / "runs" / "latest" / "final_report.json").read_text())
     assert report["status"] == "success"
-    assert "signal" in report["stopped_reason"]
+    assert "SIGTERM" in report["stopped_reason"]
     assert report["open_position_qty"] in ("0", "0.000")
     assert not pid_file.exists()
     assert os.path.exists(d / "journal.sqlite3")
+
+
+def test_a_strategy_error_is_not_restarted(data_dir):
+    cfg = SessionConfig(data_dir=data_dir, source="replay", speed=math.inf, duration_min=30,
+                        replay_start_index=700, inject_strategy_error_at=2)
+    sessions: list[Session] = []
+    dog = Watchdog(_factory(cfg, sessions), WatchdogConfig(restart_delay_s=0.05))
+    assert dog.run() == 1
+    assert len(sessions) == 1
+    report = json.loads((sessions[0].run_dir / "final_report.json").read_text())
+    assert report["status"] == "error" and report["restarts"] == 0
+    assert "not restartable" in report["error"] and "injected strategy error" in report["error"]

@@ -373,6 +373,7 @@ class LocalExchange:
         self.rate_limit_disconnects = 0
         self.rest_requests = 0
         self.faults_fired: list[Fault] = []
+        self.failed: str | None = None  # why the replay thread died, if it did
 
     # ---- lifecycle
 
@@ -622,7 +623,8 @@ class LocalExchange:
     def _replay(self) -> None:
         try:
             self._run_replay()
-        except Exception:
+        except Exception as e:  # noqa: BLE001 - reported through `failed`
+            self.failed = f"{type(e).__name__}: {e}"
             log.exception("replay_failed")
         finally:
             if not self._stop.is_set():

@@ -14,16 +14,28 @@ import time
 log = logging.getLogger("btc_laptop_agents.execution")
 
 
-class WallClock:
-    """Live market: data time is wall time (epoch ms)."""
+class LiveClock:
+    """Live market: exchange time, extrapolated on the monotonic clock from the newest push.
+
+    The broker's due times come from exchange timestamps, so the worker must not compare them
+    with a local wall clock that may be skewed; with no push yet it falls back to wall time.
+    """
 
     speed = 1.0
 
+    def __init__(self) -> None:
+        self._ts = 0
+        self._mono = 0.0
+
     def now_ms(self) -> int:
-        return int(time.time() * 1000)
+        if not self._ts:
+            return int(time.time() * 1000)
+        return self._ts + int((time.monotonic() - self._mono) * 1000)
 
     def observe(self, ts: int) -> None:
-        """Live time does not depend on the data."""
+        if ts > self._ts:
+            self._ts = ts
+            self._mono = time.monotonic()
 
     def wall_seconds_until(self, ts: int) -> float:
         return (ts - self.now_ms()) / 1000.0

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import websocket
 
 from trading.bitunix import ProtocolError, parse_frame, ping_message, subscribe_message
-from trading.model import Pong
+from trading.model import FeedReconnected, Pong
 
 log = logging.getLogger("btc_laptop_agents.feed")
 
@@ -195,22 +195,25 @@ class MarketFeed:
             now = time.monotonic()
             last_msg = now
             last_ping = now
+            if self.stats.connects > 1:
+                self._mark_reconnected()
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now - last_ping >= c.ping_interval_s:
                     self._send(ws, ping_message(int(time.time())))
                     self.stats.pings_sent += 1
                     last_ping = now
+                # checked on every pass: frames without market data must not keep it "live"
+                if now - last_msg > c.stale_after_s:
+                    self.stats.state = STALE
+                    self.stats.stale_disconnects += 1
+                    self.stats.last_error = f"no market data for {c.stale_after_s:.0f}s"
+                    log.warning("feed_stale", extra={"stale_after_s": c.stale_after_s,
+                                                     "url": c.url})
+                    return got_data
                 try:
                     opcode, data = ws.recv_data()
                 except websocket.WebSocketTimeoutException:
-                    if time.monotonic() - last_msg > c.stale_after_s:
-                        self.stats.state = STALE
-                        self.stats.stale_disconnects += 1
-                        self.stats.last_error = f"no data for {c.stale_after_s:.0f}s"
-                        log.warning("feed_stale", extra={"stale_after_s": c.stale_after_s,
-                                                         "url": c.url})
-                        return got_data
                     continue
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     self.stats.last_error = "server closed the connection"
@@ -233,11 +236,20 @@ class MarketFeed:
             self.stats.last_error = f"{type(e).__name__}: {e}"
         return got_data
 
+    def _mark_reconnected(self) -> None:
+        """Tell the consumer the connection was lost in between (before any new data)."""
+        try:
+            self.out.put(FeedReconnected(ts=int(time.time() * 1000),
+                                         connects=self.stats.connects), timeout=2.0)
+        except queue.Full:
+            self.stats.dropped += 1
+            log.warning("feed_reconnect_marker_dropped", extra={"queue_max": self.out.maxsize})
+
     def _handle(self, data: bytes, now: float) -> bool:
         """Parse one frame and queue its events; return whether it carried market data."""
         try:
             events = parse_frame(data)
-        except ProtocolError as e:
+        except Exception as e:  # noqa: BLE001 - no frame may kill the feed thread
             st = self.stats
             st.parse_errors += 1
             st.last_parse_error = str(e)[:200]

@@ -28,10 +28,11 @@ from trading.bitunix import (DEFAULT_CHANNELS, PUBLIC_WS_URL, REST_BASE_URL, Pro
                              kline_url, parse_frame, parse_rest_klines)
 from trading.broker import BrokerConfig, PaperBroker
 from trading.candles import CandleBuilder
-from trading.model import (Candle, FundingApplied, FundingInfo, KlineUpdate, OrderCancelled,
+from trading.model import (Candle, FeedReconnected, FundingApplied, FundingInfo, KlineUpdate,
+                           OrderCancelled,
                            OrderFilled, OrderRejected, OrderSubmitted, Quote, Side, TradeTick)
 from trading.risk import BreakerConfig, CircuitBreaker
-from trading.runtime.execution import DataClock, ExecutionWorker, WallClock
+from trading.runtime.execution import DataClock, ExecutionWorker, LiveClock
 from trading.runtime.feed import FeedConfig, MarketFeed
 from trading.strategy import EmaMomentumStrategy, MomentumParams
 
@@ -42,6 +43,11 @@ SOURCES = ("auto", "bitunix", "replay")
 
 class SessionError(RuntimeError):
     """The session cannot go on (the report says why)."""
+
+
+class FatalSessionError(SessionError):
+    """An error a restart cannot fix (no market data at all, a strategy bug, bad data):
+    the watchdog does not restart the session, the report says error at once."""
 
 
 class InjectedFault(RuntimeError):
@@ -141,7 +147,7 @@ class Session:
         self.strategy = (_InjectingStrategy(strategy, config.inject_strategy_error_at)
                          if config.inject_strategy_error_at else strategy)
         self.candles = CandleBuilder()
-        self.clock = DataClock(config.speed) if config.source != "bitunix" else WallClock()
+        self.clock = DataClock(config.speed) if config.source != "bitunix" else LiveClock()
         self.closed_candles: list[Candle] = []
         self.fills: list[dict] = []
         self.equity_curve: list[dict] = []
@@ -199,6 +205,10 @@ class Session:
         self._last_health = 0.0
         self._skip_until = 0
         self.missed_while_down = 0
+        self.fatal = False
+        self.defunct = False  # set when the watchdog gave up waiting for this segment's thread
+        self.wall_seconds_before = 0.0
+        self.data_skipped_ms = 0
         self._downtime_ms = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -229,9 +239,9 @@ class Session:
         Returns the outcome: "completed", "stopped" or "crashed". A crash leaves the state
         file "running" so that a restart resumes it; only `finalize` closes the session.
         """
-        from storage.journal import Journal
         cfg = self.config
         try:
+            from storage.journal import Journal
             self.beat()
             self.journal = Journal.open(self.paths.journal_file)
             self._load_or_resume()
@@ -264,6 +274,7 @@ class Session:
             self.error = f"{type(e).__name__}: {e}"
             self.error_count += 1
             self.outcome = "crashed"
+            self.fatal = isinstance(e, FatalSessionError)
             if self.abort_event.is_set():  # the watchdog ended it and has logged why
                 log.warning("session_aborted", extra={"run_id": self.run_id,
                                                       "reason": self.abort_reason,
@@ -276,6 +287,14 @@ class Session:
             self._teardown()
             self._close_segment()
         return self.outcome
+
+    def close_journal(self) -> None:
+        """Release the journal connection of a segment that will not be finalized."""
+        if self.journal is not None:
+            try:
+                self.journal.close()
+            except Exception:  # noqa: BLE001
+                log.exception("journal_close_failed")
 
     def finalize_only(self, reason: str, error: str | None = None) -> int:
         """Close a run from its saved state without trading (stop during a restart pause, or a
@@ -436,6 +455,12 @@ class Session:
                                for r in j.candles(self.run_id)]
         self.events_log = [dict(r) for r in j.events(self.run_id)][-500:]
         self._resume_from_ts = sess.get("last_data_ts")
+        # the restored quote was in force before the crash, not now: nothing fills on it
+        self.broker.mark_quote_stale()
+        self.quotes_in = c.get("quotes", 0)
+        self.events_in = c.get("events", 0)
+        self.wall_seconds_before = float(c.get("wall_seconds", 0.0))
+        self.data_skipped_ms = int(c.get("data_skipped_ms", 0))
         self._downtime_ms = max(0, int(time.time() * 1000) - int(state.get("saved_ts", 0)))
         self._retime_pending = True
         self._begun = self.start_data_ts is not None
@@ -463,7 +488,7 @@ class Session:
         if self.start_data_ts is None:
             return self.config.duration_ms
         now = self.clock.now_ms() or self._resume_from_ts or self.start_data_ts
-        if isinstance(self.clock, WallClock):
+        if isinstance(self.clock, LiveClock):
             now = self.clock.now_ms()
         return max(0, self.start_data_ts + self.config.duration_ms - now)
 
@@ -504,12 +529,14 @@ class Session:
     def _save_state(self, status: str) -> None:
         """Write the state file atomically (after the journal: the journal is the truth)."""
         from storage.state import save_json_atomic
-        with self.lock:
+        if self.defunct:  # a newer segment owns the state file now
+            return
+        with self.lock:  # build and write under the lock: two writers never reorder
             doc = {"version": 2, "run_id": self.run_id, "status": status,
                    "saved_ts": int(time.time() * 1000), "broker": self.broker.to_state(),
                    "breaker": self.breaker.to_state(), "strategy": self.strategy.state(),
                    "session": self._session_state()}
-        save_json_atomic(self.paths.state_file, doc)
+            save_json_atomic(self.paths.state_file, doc)
         self._last_state_save = time.monotonic()
 
     def _session_state(self) -> dict:
@@ -527,7 +554,10 @@ class Session:
                          "ignored_signals": self.ignored_signals,
                          "error_count": self.error_count, "stale_quotes": self.stale_quotes,
                          "warmup_candles": self.warmup_candles,
-                         "peak_rss_mb": self.peak_rss_mb},
+                         "peak_rss_mb": self.peak_rss_mb, "quotes": self.quotes_in,
+                         "events": self.events_in, "data_skipped_ms": self.data_skipped_ms,
+                         "wall_seconds": round(self.wall_seconds_before
+                                               + time.monotonic() - self.started_mono, 3)},
         }
 
     def settings(self) -> dict:
@@ -551,11 +581,15 @@ class Session:
     def _start_source(self) -> None:
         cfg = self.config
         source = cfg.source
+        if self.resumed and source == "auto":
+            source = self.source_used  # a resumed run keeps the source it started with
+            if source == "bitunix":
+                self.clock = LiveClock()
         if source == "auto":
             ok, why = probe_bitunix(cfg.bitunix_ws_url, cfg.probe_timeout_s)
             if ok:
                 source = "bitunix"
-                self.clock = WallClock()
+                self.clock = LiveClock()
             else:
                 source = "replay"
                 self.offline_fallback = True
@@ -604,6 +638,9 @@ class Session:
             # the market moved on while we were down: skip what a live feed would have missed
             skip = 0 if math.isinf(cfg.speed) else int(self._downtime_ms * cfg.speed)
             target = self._resume_from_ts + skip
+            self.data_skipped_ms += skip
+            log.warning("replay_resumes_after_gap", extra={
+                "skipped_s": round(skip / 1000, 1), "resume_at": iso(target)})
             # the replay restarts at a minute boundary; what came before `target` was either
             # seen before the crash or missed while down: drop it (a live feed cannot rewind)
             self._skip_until = target
@@ -698,6 +735,10 @@ class Session:
             self._housekeeping()
             if self.worker is not None and not self.worker.alive:
                 raise SessionError("execution worker thread died")
+            if self.feed is not None and not self.feed.alive and not self.stop_event.is_set():
+                raise SessionError("feed thread died")
+            if self.exchange is not None and getattr(self.exchange, "failed", None):
+                raise FatalSessionError(f"local exchange replay failed: {self.exchange.failed}")
             if self.worker_errors:
                 return
             if self._session_over():
@@ -705,7 +746,7 @@ class Session:
             if self.start_data_ts is None:
                 waited = time.monotonic() - self.started_mono
                 if waited > max(60.0, cfg.stale_after_s * 6):
-                    raise SessionError(f"no market data after {waited:.0f}s "
+                    raise FatalSessionError(f"no market data after {waited:.0f}s "
                                        f"({self.feed.stats.last_error if self.feed else ''})")
             elif time.monotonic() - self.started_mono > wall_budget:
                 raise SessionError(f"market data stopped advancing: session not over after "
@@ -739,8 +780,6 @@ class Session:
     def _session_over(self) -> bool:
         if self.start_data_ts is None:
             return False
-        if isinstance(self.clock, WallClock):
-            return self.clock.now_ms() >= self.start_data_ts + self.config.duration_ms
         return self.clock.now_ms() >= self.start_data_ts + self.config.duration_ms
 
     # ------------------------------------------------------------------ events
@@ -791,6 +830,10 @@ class Session:
                     self._on_broker_events(events)
         elif isinstance(ev, TradeTick):
             pass  # trades are shown by the GUI; the paper broker fills at bid/ask only
+        elif isinstance(ev, FeedReconnected):
+            with self.lock:
+                self.broker.mark_quote_stale()
+            log.info("quote_marked_stale_after_reconnect", extra={"connects": ev.connects})
 
     def _begin(self, ts: int) -> None:
         if self._begun:
@@ -819,7 +862,20 @@ class Session:
             position = self.broker.position.qty
             pending = bool(self.broker.pending)
         self.publish("candle", c)
-        signal = self.strategy.on_candle(c, position)
+        self.journal.record_candle({"run_id": self.run_id, **c.to_dict()})
+        try:
+            signal = self.strategy.on_candle(c, position)
+        except Exception as e:  # noqa: BLE001 - a strategy bug would recur after a restart
+            raise FatalSessionError(f"strategy {self.strategy.name} raised "
+                                    f"{type(e).__name__}: {e}") from e
+        late_ms = c.closed_ts - (c.ts + 60_000)
+        if signal is not None and late_ms > 5_000:
+            # the candle was closed by the first push after a data gap: its last push may not
+            # be its final state and the moment to act on it has passed
+            self.ignored_signals += 1
+            log.warning("signal_skipped_stale_candle", extra={
+                "candle_ts": c.ts, "closed_late_ms": late_ms, "side": signal.side.value})
+            return
         if signal is None:
             return
         if pending:
@@ -828,7 +884,9 @@ class Session:
                                                             "reason": signal.reason})
             return
         if signal.reason == "entry":
-            if not self.breaker.allow(now):
+            with self.lock:
+                allowed = self.breaker.allow(now)
+            if not allowed:
                 self.blocked_signals += 1
                 log.warning("SIGNAL BLOCKED: Circuit breaker is tripped.", extra={
                     "side": signal.side.value, "trip_reason": self.breaker.trip_reason,
@@ -941,8 +999,10 @@ class Session:
         for key, kind in (("parse_errors", "parse"), ("reconnects", "reconnect")):
             cur = getattr(st, key)
             for _ in range(cur - self._seen_feed[key]):
-                if self.breaker.record_failure(kind, now, st.last_parse_error
-                                               if kind == "parse" else st.last_error):
+                with self.lock:
+                    tripped = self.breaker.record_failure(
+                        kind, now, st.last_parse_error if kind == "parse" else st.last_error)
+                if tripped:
                     log.warning("circuit_breaker_tripped", extra={
                         "reason": self.breaker.trip_reason})
                     self._event(now, "breaker_tripped", {"reason": self.breaker.trip_reason})
@@ -962,7 +1022,9 @@ class Session:
                    "position_qty": self.broker.position.qty}
         self.equity_curve.append(row)
         self.journal.record_equity({"run_id": self.run_id, **row})
-        if self.breaker.check_session_loss(float(self.starting_equity), float(eq), ts):
+        with self.lock:
+            tripped = self.breaker.check_session_loss(float(self.starting_equity), float(eq), ts)
+        if tripped:
             log.warning("circuit_breaker_tripped", extra={"reason": self.breaker.trip_reason})
             self._event(ts, "breaker_tripped", {"reason": self.breaker.trip_reason})
         self._sample_rss()
@@ -1046,7 +1108,9 @@ class Session:
             self._safe_flatten(raise_errors=True)
         if not self.stopped_reason:
             self.stopped_reason = "duration reached"
-        self.end_data_ts = now
+        # the push that crossed the end belongs to after the session
+        self.end_data_ts = min(now, self.start_data_ts + self.config.duration_ms) \
+            if self.start_data_ts else now
 
     def _safe_flatten(self, raise_errors: bool = False) -> None:
         if self.journal is None:
@@ -1112,7 +1176,9 @@ class Session:
             "data_start": iso(self.start_data_ts), "data_end": iso(end_ts),
             "duration_seconds": round((end_ts - self.start_data_ts) / 1000, 3)
             if self.start_data_ts and end_ts else 0.0,
-            "wall_seconds": round(time.monotonic() - self.started_mono, 3),
+            "wall_seconds": round(self.wall_seconds_before + time.monotonic()
+                                  - self.started_mono, 3),
+            "data_skipped_while_down_s": round(self.data_skipped_ms / 1000, 3),
             "requested_duration_min": self.config.duration_min,
             "starting_equity": float(self.starting_equity), "final_equity": float(equity),
             "pnl_absolute": float(pnl),

@@ -48,6 +48,16 @@ def child_argv(argv: list[str], run_id: str, resume: bool, previous_exit: str = 
     return [sys.executable, str(MAIN), *out]
 
 
+def _run_closed(data_dir: Path, run_id: str) -> bool:
+    """Whether the state file says run_id ended for good (finished or error)."""
+    import json
+    try:
+        doc = json.loads((data_dir / "paper" / "broker_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return doc.get("run_id") == run_id and doc.get("status") in ("finished", "error")
+
+
 def describe_exit(rc: int) -> str:
     if rc < 0:
         try:
@@ -91,6 +101,10 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
             if stop.is_set():
                 return rc if rc > 0 else 1
             if rc == 2:  # a usage error will not get better by restarting
+                return rc
+            if rc > 0 and _run_closed(Path(data_dir), run_id):
+                # the child wrote the final report itself (e.g. the watchdog gave up, or an
+                # error a restart cannot fix): restarting would only repeat it
                 return rc
             previous = describe_exit(rc)
             restarts += 1

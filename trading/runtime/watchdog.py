@@ -105,8 +105,11 @@ class Watchdog:
             try:
                 reason = self._watch(session, thread)
             except KeyboardInterrupt:
+                # main.py installs a SIGINT handler that calls request_stop instead; this is the
+                # fallback for callers that do not
                 self.request_stop("interrupted (Ctrl-C)")
-                thread.join()
+                while thread.is_alive():
+                    thread.join(0.2)
                 reason = None
             if reason is None and session.outcome in ("completed", "stopped",
                                                       "already finished"):
@@ -117,9 +120,15 @@ class Watchdog:
             thread.join(timeout=15)
             if thread.is_alive():
                 log.critical("session_thread_did_not_stop", extra={"reason": reason})
+                session.defunct = True  # it may never write the state file again
             session.note_exit_reason(reason)
             if self._stop.is_set():
                 return session.finalize()
+            if session.fatal:
+                log.error("session_failed_not_restartable", extra={
+                    "run_id": session.run_id, "reason": reason})
+                return session.finalize(give_up_reason=f"not restartable: {session.error}")
+            session.close_journal()
             self.restarts += 1
             now = time.monotonic()
             recent.append(now)

@@ -1,0 +1,276 @@
+"""The run history window: every session in the journal, newest first, each report one click away.
+
+Reads `Journal.sessions()` on the GUI thread (one short query) and closes the journal again, so
+the window holds no connection while it is open.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel,
+                               QPushButton, QTableWidget, QVBoxLayout, QWidget)
+
+from gui.report_window import (DASH, NEUTRAL_COLOURS, STATUS_COLOURS, ReportWindow, SortItem,
+                               format_pnl, format_utc, sign_colour, sort_key)
+from storage.reports import FINAL_REPORT_NAME
+
+log = logging.getLogger("btc_laptop_agents.gui")
+
+COLUMNS = ("Started (UTC)", "Run ID", "Source", "Symbol", "Status", "Exit code", "PnL",
+           "Stopped reason")
+_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+
+_STYLE = """
+QLabel#note { color: #6b7280; }
+QLabel#warning { color: #92400e; }
+QLabel#empty { color: #6b7280; font-size: 14px; padding: 24px; }
+QTableWidget { background: #ffffff; alternate-background-color: #f9fafb;
+               gridline-color: #eef0f3; selection-background-color: #dbeafe;
+               selection-color: #111827; }
+QHeaderView::section { background: #f3f4f6; color: #374151; border: none;
+                       border-bottom: 1px solid #e5e7eb; border-right: 1px solid #e5e7eb;
+                       padding: 4px 16px 4px 6px; font-weight: 600; }
+"""
+
+
+class HistoryWindow(QWidget):
+    """A top-level window listing past sessions from the journal at journal_path."""
+
+    def __init__(self, journal_path: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.journal_path = Path(journal_path)
+        self.sessions: list[dict[str, Any]] = []
+        self._windows: list[ReportWindow] = []  # keeps open windows from being collected
+        self.setWindowTitle("Session history")
+        self.setStyleSheet(_STYLE)
+        self.resize(1100, 560)
+
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("note")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setStretchLastSection(True)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for c in (COLUMNS.index("Exit code"), COLUMNS.index("PnL")):
+            self.table.horizontalHeaderItem(c).setTextAlignment(_RIGHT)
+        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self.table.cellDoubleClicked.connect(self._on_double_clicked)
+
+        self.empty_label = QLabel("No sessions yet. Run a session and it will be listed here.")
+        self.empty_label.setObjectName("empty")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+        self.detail_label = QLabel()
+        self.detail_label.setObjectName("note")
+        self.detail_label.setWordWrap(True)
+        self.open_button = QPushButton("Open report")
+        self.open_button.setDefault(True)
+        self.open_button.clicked.connect(self._on_open_clicked)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Read the journal again.")
+        self.refresh_button.clicked.connect(self.refresh)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.detail_label, 1)
+        buttons.addWidget(self.refresh_button)
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(close)
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(12, 12, 12, 10)
+        root.addWidget(self.summary_label)
+        root.addWidget(self.table, 1)
+        root.addWidget(self.empty_label, 1)
+        root.addLayout(buttons)
+        self.refresh()
+
+    # ---- data ----
+    def _read_sessions(self) -> tuple[list[dict[str, Any]], str | None]:
+        if not self.journal_path.is_file():
+            return [], None  # opening would create an empty journal: nothing to list
+        from storage.journal import Journal
+        try:
+            journal = Journal.open(self.journal_path)
+        except Exception as exc:  # a locked or unreadable journal: say so, keep the window
+            log.warning("history_journal_failed", extra={"path": str(self.journal_path),
+                                                         "error": str(exc)})
+            return [], f"Could not open the journal {self.journal_path}: {exc}"
+        try:
+            return journal.sessions(), None
+        except Exception as exc:
+            log.warning("history_journal_failed", extra={"path": str(self.journal_path),
+                                                         "error": str(exc)})
+            return [], f"Could not read the journal {self.journal_path}: {exc}"
+        finally:
+            journal.close()
+
+    def refresh(self) -> None:
+        """Re-read the journal and rebuild the list (newest first); keep the selected run."""
+        selected = self.selected_run_id()
+        sessions, error = self._read_sessions()
+        self.sessions = sessions
+        table = self.table
+        table.setSortingEnabled(False)
+        table.clearContents()
+        table.setRowCount(len(sessions))
+        for r, s in enumerate(sessions):
+            self._fill_row(r, s)
+        table.setSortingEnabled(True)
+        table.sortItems(0, Qt.SortOrder.DescendingOrder)
+        table.resizeColumnsToContents()
+        for c in range(table.columnCount() - 1):
+            table.setColumnWidth(c, min(table.columnWidth(c) + 12, 320))
+
+        has_rows = bool(sessions)
+        table.setVisible(has_rows)
+        self.empty_label.setVisible(not has_rows)
+        if error:
+            self.empty_label.setText(error)
+        else:
+            self.empty_label.setText("No sessions yet. Run a session and it will be listed "
+                                     "here.")
+        n = len(sessions)
+        self.summary_label.setText(
+            f"{n:,} session{'s' if n != 1 else ''} in {self.journal_path} \u00b7 double-click a "
+            "row to open its report" if has_rows else str(self.journal_path))
+        row = self._row_of(selected) if selected else None
+        if row is None and has_rows:
+            row = 0
+        if row is not None:
+            table.selectRow(row)
+        self._on_selection_changed()
+
+    def _fill_row(self, r: int, s: dict[str, Any]) -> None:
+        status = str(s.get("status") or "")
+        pnl = s.get("pnl_absolute")
+        cells = [
+            (format_utc(s.get("started_ts")) if s.get("started_ts") else DASH,
+             sort_key(s.get("started_ts")), False),
+            (str(s.get("run_id") or ""), sort_key(s.get("run_id")), False),
+            (str(s.get("source") or DASH), sort_key(s.get("source")), False),
+            (str(s.get("symbol") or DASH), sort_key(s.get("symbol")), False),
+            (status.upper() or DASH, sort_key(status), False),
+            (DASH if s.get("exit_code") is None else str(s.get("exit_code")),
+             sort_key(s.get("exit_code")), True),
+            (format_pnl(pnl), sort_key(pnl), True),
+            (str(s.get("stopped_reason") or DASH), sort_key(s.get("stopped_reason")), False),
+        ]
+        for c, (text, key, numeric) in enumerate(cells):
+            item = SortItem(text, key)
+            if numeric:
+                item.setTextAlignment(_RIGHT)
+            item.setToolTip(text)
+            item.setData(Qt.ItemDataRole.UserRole, s.get("run_id"))
+            self.table.setItem(r, c, item)
+        status_item = self.table.item(r, COLUMNS.index("Status"))
+        status_item.setForeground(QColor(STATUS_COLOURS.get(status, NEUTRAL_COLOURS)[1]))
+        font = status_item.font()
+        font.setBold(True)
+        status_item.setFont(font)
+        colour = sign_colour(pnl)
+        if colour:
+            self.table.item(r, COLUMNS.index("PnL")).setForeground(QColor(colour))
+        if not _report_exists(s):
+            for c in range(len(COLUMNS)):
+                item = self.table.item(r, c)
+                if c != COLUMNS.index("Status"):
+                    item.setForeground(QColor("#9ca3af"))
+                item.setToolTip(f"{item.text()}\nThe report folder no longer exists.")
+
+    # ---- selection ----
+    def _row_of(self, run_id: str) -> int | None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == run_id:
+                return row
+        return None
+
+    def selected_run_id(self) -> str | None:
+        """Return the run id of the selected row, or None."""
+        rows = self.table.selectionModel().selectedRows() if self.table.rowCount() else []
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def run_ids(self) -> list[str]:
+        """Return the run ids in the order the table shows them."""
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)
+                for r in range(self.table.rowCount())]
+
+    def _session(self, run_id: str | None) -> dict[str, Any] | None:
+        return next((s for s in self.sessions if s.get("run_id") == run_id), None)
+
+    def _on_selection_changed(self) -> None:
+        s = self._session(self.selected_run_id())
+        if s is None:
+            self.open_button.setEnabled(False)
+            self.open_button.setToolTip("Select a session first.")
+            self.detail_label.setText("")
+            return
+        ok = _report_exists(s)
+        self.open_button.setEnabled(ok)
+        if ok:
+            self.open_button.setToolTip(f"Open the report in {s.get('report_dir')}.")
+            self.detail_label.setObjectName("note")
+            self.detail_label.setText(str(s.get("report_dir")))
+        else:
+            where = s.get("report_dir") or "(not recorded)"
+            reason = ("the session has not written it yet" if s.get("status") == "running"
+                      else "its folder no longer exists")
+            self.open_button.setToolTip(f"No report: {reason}.")
+            self.detail_label.setObjectName("warning")
+            self.detail_label.setText(f"No report for {s.get('run_id')}: {reason} ({where}).")
+        self.detail_label.style().unpolish(self.detail_label)
+        self.detail_label.style().polish(self.detail_label)
+
+    # ---- opening ----
+    def open_report(self, run_id: str | None = None) -> ReportWindow | None:
+        """Open the report of run_id (default: the selected run); return the window or None."""
+        run_id = run_id or self.selected_run_id()
+        s = self._session(run_id)
+        if s is None or not _report_exists(s):
+            return None
+        window = ReportWindow(Path(s["report_dir"]), parent=self)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self._windows = [w for w in self._windows if shiboken6.isValid(w)] + [window]
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
+    @property
+    def report_windows(self) -> list[ReportWindow]:
+        """Return the report windows opened from here that are still open."""
+        # Pruned by validity, not via `destroyed`: a Python slot on a widget being destroyed
+        # crashes PySide.
+        return [w for w in self._windows if shiboken6.isValid(w) and w.isVisible()]
+
+    def _on_open_clicked(self) -> None:
+        self.open_report()
+
+    def _on_double_clicked(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.open_report(item.data(Qt.ItemDataRole.UserRole))
+
+
+def _report_exists(session: dict[str, Any]) -> bool:
+    report_dir = session.get("report_dir")
+    return bool(report_dir) and (Path(report_dir) / FINAL_REPORT_NAME).is_file()

@@ -1,0 +1,639 @@
+"""Application settings: the dataclass, its JSON file, and the dialog that edits it.
+
+`AppSettings` holds what a user may change between sessions. Its defaults are read from the
+engine's own config dataclasses, and `validate()` asks those dataclasses (BrokerConfig,
+BreakerConfig, MomentumParams) to judge the values, so the dialog and the engine never disagree
+about what is allowed. Everything here runs on the GUI thread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import MISSING, asdict, dataclass, fields
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                               QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+
+from storage.paths import APP_NAME, unique_corrupt_path
+from storage.state import save_json_atomic
+from trading.broker import BrokerConfig
+from trading.risk import BreakerConfig
+from trading.runtime.session import SOURCES, SessionConfig
+from trading.strategy import MomentumParams
+
+log = logging.getLogger("btc_laptop_agents.gui")
+
+CONFIG_DIR_ENV = "BTC_LAPTOP_CONFIG_DIR"
+SETTINGS_NAME = "settings.json"
+
+# Limits the CLI (main.py) enforces too; the engine configs check everything else.
+MAX_DURATION_MIN = 7 * 24 * 60
+MAX_SPEED = 10_000.0
+
+_BROKER = BrokerConfig()
+_BREAKER = BreakerConfig()
+_STRATEGY = MomentumParams()
+_SESSION = {f.name: f.default for f in fields(SessionConfig) if f.default is not MISSING}
+
+# settings field -> BrokerConfig field
+_BROKER_FIELDS = {"starting_balance": "starting_cash", "taker_fee_bps": "taker_fee_bps",
+                  "maker_fee_bps": "maker_fee_bps", "slip_bps": "slip_bps",
+                  "latency_ms": "latency_ms", "risk_per_trade": "risk_per_trade"}
+BREAKER_FIELDS = tuple(f.name for f in fields(BreakerConfig))
+STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams))
+
+
+@dataclass
+class AppSettings:
+    """What the user may set for the next session; defaults come from the engine's configs."""
+
+    symbol: str = _BROKER.symbol
+    starting_balance: str = str(_BROKER.starting_cash)  # USDT, kept as text so it stays exact
+    risk_per_trade: float = _BROKER.risk_per_trade
+    taker_fee_bps: float = _BROKER.taker_fee_bps
+    maker_fee_bps: float = _BROKER.maker_fee_bps
+    slip_bps: float = _BROKER.slip_bps
+    latency_ms: int = _BROKER.latency_ms
+    max_parse_errors: int = _BREAKER.max_parse_errors
+    max_reconnects: int = _BREAKER.max_reconnects
+    max_rejects: int = _BREAKER.max_rejects
+    window_s: float = _BREAKER.window_s
+    max_consecutive_losses: int = _BREAKER.max_consecutive_losses
+    max_session_loss_pct: float = _BREAKER.max_session_loss_pct
+    cooldown_s: float = _BREAKER.cooldown_s
+    fast: int = _STRATEGY.fast
+    slow: int = _STRATEGY.slow
+    hold_bars: int = _STRATEGY.hold_bars
+    atr_len: int = _STRATEGY.atr_len
+    stop_atr: float = _STRATEGY.stop_atr
+    target_atr: float = _STRATEGY.target_atr
+    min_gap_bps: float = _STRATEGY.min_gap_bps
+    source: str = _SESSION["source"]
+    duration_min: float = _SESSION["duration_min"]
+    speed: float = _SESSION["speed"]  # market seconds per wall second; math.inf = "max"
+    replay_file: str | None = None  # None = the bundled replay day
+
+    # ---- validation ----
+    def problems(self) -> list[tuple[str, str]]:
+        """Return every problem as (field, reason); empty when the settings are usable."""
+        out: list[tuple[str, str]] = []
+        sym = self.symbol if isinstance(self.symbol, str) else ""
+        if not (3 <= len(sym) <= 20 and sym.isascii() and sym.isalnum() and sym == sym.upper()):
+            out.append(("symbol", "must be 3-20 upper-case letters/digits"))
+        if self.source not in SOURCES:
+            out.append(("source", f"must be one of {', '.join(SOURCES)}"))
+        if not (_finite(self.duration_min) and 0 < self.duration_min <= MAX_DURATION_MIN):
+            out.append(("duration_min", f"must be in (0, {MAX_DURATION_MIN}] minutes"))
+        speed_ok = isinstance(self.speed, (int, float)) and not isinstance(self.speed, bool) and (
+            self.speed == math.inf or (_finite(self.speed) and 0 < self.speed <= MAX_SPEED))
+        if not speed_ok:
+            out.append(("speed", f"must be in (0, {MAX_SPEED:g}] or 'max'"))
+        if self.replay_file and self.source != "bitunix" and not Path(self.replay_file).is_file():
+            out.append(("replay_file", f"no such file: {self.replay_file}"))
+
+        broker_values: dict[str, Any] = {}
+        for name, engine_name in _BROKER_FIELDS.items():
+            broker_values[engine_name] = getattr(self, name)
+        try:
+            cash = Decimal(str(self.starting_balance).strip())
+        except (InvalidOperation, ValueError):
+            out.append(("starting_balance", "must be a number (USDT)"))
+            broker_values.pop("starting_cash")
+        else:
+            broker_values["starting_cash"] = cash
+        rename = {v: k for k, v in _BROKER_FIELDS.items()}
+        out += _engine_problems(BrokerConfig, broker_values, rename)
+        out += _engine_problems(BreakerConfig, {n: getattr(self, n) for n in BREAKER_FIELDS}, {})
+        out += _engine_problems(MomentumParams, {n: getattr(self, n) for n in STRATEGY_FIELDS},
+                                {})
+        return out
+
+    def validate(self) -> list[str]:
+        """Return every problem as "field: reason" (empty list = valid)."""
+        return [f"{name}: {reason}" for name, reason in self.problems()]
+
+    # ---- conversion ----
+    def to_session_config(self, data_dir: Path) -> SessionConfig:
+        """Build the engine's SessionConfig; raise ValueError listing every problem if invalid."""
+        problems = self.validate()
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+        broker = BrokerConfig(
+            starting_cash=Decimal(str(self.starting_balance).strip()),
+            taker_fee_bps=self.taker_fee_bps, maker_fee_bps=self.maker_fee_bps,
+            slip_bps=self.slip_bps, latency_ms=self.latency_ms,
+            risk_per_trade=self.risk_per_trade, symbol=self.symbol)
+        breaker = BreakerConfig(**{n: getattr(self, n) for n in BREAKER_FIELDS})
+        strategy = MomentumParams(**{n: getattr(self, n) for n in STRATEGY_FIELDS})
+        replay = Path(self.replay_file) if self.replay_file and self.source != "bitunix" else None
+        return SessionConfig(data_dir=Path(data_dir), duration_min=self.duration_min,
+                             source=self.source, replay_file=replay, speed=self.speed,
+                             symbol=self.symbol, broker=broker, breaker=breaker,
+                             strategy=strategy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (speed math.inf is written as "max")."""
+        d = asdict(self)
+        d["starting_balance"] = str(self.starting_balance)
+        if isinstance(self.speed, float) and math.isinf(self.speed):
+            d["speed"] = "max"
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AppSettings:
+        """Build settings from a dict; unknown keys are ignored, a wrong type raises ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError(f"settings must be a JSON object, got {type(data).__name__}")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                kwargs[f.name] = _coerce(f.name, data[f.name])
+        return cls(**kwargs)
+
+
+_INT_FIELDS = frozenset({"latency_ms", "max_parse_errors", "max_reconnects", "max_rejects",
+                         "max_consecutive_losses", "fast", "slow", "hold_bars", "atr_len"})
+_STR_FIELDS = frozenset({"symbol", "source"})
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check one JSON value's type for settings field `name` and convert it."""
+    kind = type(value).__name__
+    if name in _STR_FIELDS:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected text, got {kind}")
+        return value
+    if name == "replay_file":
+        if value is None or isinstance(value, str):
+            return value or None
+        raise ValueError(f"replay_file: expected a path or null, got {kind}")
+    if name == "starting_balance":
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"starting_balance: expected a number or numeric text, got {kind}")
+        return repr(value) if isinstance(value, float) else str(value)
+    if name == "speed" and isinstance(value, str):
+        if value.strip().lower() == "max":
+            return math.inf
+        raise ValueError(f"speed: expected a number or 'max', got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {kind}")
+    if name in _INT_FIELDS:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+            return int(value)
+        return value
+    return float(value)
+
+
+def _engine_problems(cls: type, values: dict[str, Any],
+                     rename: dict[str, str]) -> list[tuple[str, str]]:
+    """Ask an engine config class to judge `values`; return (settings field, reason) pairs.
+
+    Some configs stop at their first problem, so a faulty field is put back to its default and
+    the class asked again, until it accepts the rest.
+    """
+    names = [f.name for f in fields(cls)]
+    defaults = {f.name: f.default for f in fields(cls)}
+    vals = dict(values)
+    out: list[tuple[str, str]] = []
+    for _ in range(len(names) + 1):
+        try:
+            cls(**vals)
+            return out
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+        text = re.sub(r"^[a-z]+: ", "", text)  # "broker: ", "strategy: " ...
+        blamed_any = False
+        for part in text.split("; "):
+            subject = part.split(" ", 1)[0]
+            if subject in names:
+                culprits = [subject]
+                reason = part[len(subject):].strip()
+            else:
+                mentioned = [n for n in names if re.search(rf"\b{re.escape(n)}\b", part)]
+                culprits = [n for n in mentioned
+                            if _accepts(cls, {**vals, n: defaults[n]}, part)][:1] or mentioned
+                reason = part
+            if not culprits:
+                out.append((cls.__name__, part))
+                continue
+            for name in culprits:
+                out.append((rename.get(name, name), reason))
+                vals[name] = defaults[name]
+                blamed_any = True
+        if not blamed_any:
+            return out
+    return out
+
+
+def _accepts(cls: type, vals: dict[str, Any], message: str) -> bool:
+    """Return whether cls(**vals) no longer raises `message`."""
+    try:
+        cls(**vals)
+    except (ValueError, TypeError) as exc:
+        return message not in str(exc)
+    return True
+
+
+def settings_path() -> Path:
+    """Return the settings file: $BTC_LAPTOP_CONFIG_DIR/settings.json, else the user config dir."""
+    override = os.environ.get(CONFIG_DIR_ENV, "").strip()
+    base = Path(override).expanduser() if override else Path(
+        platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    return base / SETTINGS_NAME
+
+
+def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
+    """Load settings; never raises. Return (settings, None) or (defaults, message) on a bad file.
+
+    A file that cannot be read or holds invalid settings is moved aside as settings.json.corrupt
+    (then .corrupt.1, ...) so the user's next save does not destroy it.
+    """
+    path = Path(path) if path is not None else settings_path()
+    try:
+        if not path.exists():
+            return AppSettings(), None
+        text = path.read_text(encoding="utf-8")
+        settings = AppSettings.from_dict(json.loads(text))
+        problems = settings.validate()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return settings, None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    try:
+        corrupt = unique_corrupt_path(path)
+        os.rename(path, corrupt)
+        where = f"it was moved to {corrupt.name}"
+    except OSError as exc:
+        corrupt = None
+        where = f"it could not be moved aside ({exc})"
+    log.warning("settings_corrupt", extra={"path": str(path), "error": error,
+                                           "corrupt_path": str(corrupt) if corrupt else None})
+    return AppSettings(), (f"The settings file {path} could not be used ({error}); {where} "
+                           f"and the default settings are in effect.")
+
+
+def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
+    """Write settings atomically and return the path; raise ValueError if they are invalid."""
+    problems = settings.validate()
+    if problems:
+        raise ValueError("invalid settings: " + "; ".join(problems))
+    path = Path(path) if path is not None else settings_path()
+    save_json_atomic(path, settings.to_dict())
+    return path
+
+
+# ------------------------------------------------------------------------------------ dialog
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    label: str
+    kind: str  # "text", "decimal", "float", "int", "speed", "source", "file"
+    unit: str
+    tip: str
+    maximum: int = 1_000_000  # spin boxes only: a sanity cap; the engine judges the value
+
+
+_GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
+    ("Market & account", (
+        _Field("symbol", "Symbol", "text", "",
+               "Perpetual futures contract to paper-trade, e.g. BTCUSDT."),
+        _Field("starting_balance", "Starting balance", "decimal", "USDT",
+               "Cash of a fresh paper account in USDT. A saved account keeps its own balance "
+               "unless it is reset."),
+        _Field("risk_per_trade", "Risk per trade", "float", "of equity",
+               "Fraction of equity lost if an entry's stop is hit, e.g. 0.005 = 0.5 %. "
+               "Must be in (0, 0.5]."),
+        _Field("source", "Market data", "source", "",
+               "auto: try Bitunix briefly and fall back to the replay; bitunix: live public "
+               "market data only; replay: the bundled day or your replay file."),
+        _Field("replay_file", "Replay file", "file", "",
+               "CSV or CSV.gz market data to replay. Empty = the bundled dYdX day. "
+               "Not used with source bitunix."),
+        _Field("duration_min", "Duration", "float", "min",
+               f"Session length in minutes of market-data time, in (0, {MAX_DURATION_MIN}]."),
+        _Field("speed", "Replay speed", "speed", "× or max",
+               "Market-data seconds per wall second for a replay (1 = real time), or 'max' "
+               f"to replay as fast as possible. In (0, {MAX_SPEED:g}]."),
+    )),
+    ("Costs & execution", (
+        _Field("taker_fee_bps", "Taker fee", "float", "bps",
+               "Fee on market orders in basis points of notional (1 bp = 0.01 %). "
+               "Bitunix VIP 0: 6 bps."),
+        _Field("maker_fee_bps", "Maker fee", "float", "bps",
+               "Fee on resting orders in basis points. Recorded only: the paper broker sends "
+               "market orders."),
+        _Field("slip_bps", "Slippage", "float", "bps",
+               "Price slip in basis points, used only when no quote exists at fill time."),
+        _Field("latency_ms", "Execution latency", "int", "ms",
+               "Delay from a signal to its fill in milliseconds; the fill takes the quote in "
+               "force when the delay has passed.", maximum=600_000),
+    )),
+    ("Circuit breaker", (
+        _Field("max_parse_errors", "Max parse errors", "int", "per window",
+               "Protocol/parse errors within the window that trip the breaker."),
+        _Field("max_reconnects", "Max reconnects", "int", "per window",
+               "Feed reconnects within the window that trip the breaker."),
+        _Field("max_rejects", "Max rejects", "int", "per window",
+               "Rejected orders within the window that trip the breaker."),
+        _Field("window_s", "Window", "float", "s",
+               "Length of the sliding failure window in seconds of market-data time."),
+        _Field("max_consecutive_losses", "Max consecutive losses", "int", "trades",
+               "Losing round trips in a row that trip the breaker."),
+        _Field("max_session_loss_pct", "Max session loss", "float", "%",
+               "Loss in percent of the session's starting equity that stops new entries for "
+               "the rest of the session."),
+        _Field("cooldown_s", "Cool-down", "float", "s",
+               "Seconds a tripped breaker blocks entries before it lets one through again."),
+    )),
+    ("Strategy", (
+        _Field("fast", "Fast EMA", "int", "bars",
+               "Length of the fast EMA in 1-minute candles; must be below the slow EMA.",
+               maximum=1000),
+        _Field("slow", "Slow EMA", "int", "bars",
+               "Length of the slow EMA in 1-minute candles (at most 500).", maximum=1000),
+        _Field("hold_bars", "Hold", "int", "bars",
+               "Closed 1-minute candles after which a position is exited.", maximum=10_000),
+        _Field("atr_len", "ATR length", "int", "bars",
+               "Candles in the average true range used for stops and targets (2-500).",
+               maximum=10_000),
+        _Field("stop_atr", "Stop", "float", "× ATR",
+               "Stop-loss distance as a multiple of the ATR, in (0, 100]."),
+        _Field("target_atr", "Target", "float", "× ATR",
+               "Take-profit distance as a multiple of the ATR, in (0, 100]."),
+        _Field("min_gap_bps", "Min EMA gap", "float", "bps",
+               "Smallest fast-slow EMA gap, in basis points of price, that counts as a trend."),
+    )),
+)
+
+_FIELDS = {f.name: f for _, group in _GROUPS for f in group}
+
+_STYLE = """
+QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"] {
+    border: 1px solid #d32f2f; border-radius: 3px; background: #fff4f4; padding: 2px 3px;
+}
+QLabel#unit { color: #6b7280; }
+QLabel#problems { color: #b71c1c; background: #fff4f4; border: 1px solid #f3b7b7;
+                  border-radius: 4px; padding: 6px 8px; }
+QGroupBox { font-weight: 600; }
+"""
+
+
+def _float_text(v: float) -> str:
+    if isinstance(v, float) and math.isinf(v):
+        return "max"
+    return f"{v:g}" if abs(v) >= 1e-4 or v == 0 else repr(v)
+
+
+class SettingsDialog(QDialog):
+    """Edit AppSettings with as-you-type validation; OK is enabled only when all is valid.
+
+    Accepting saves nothing: the caller reads `settings()` and saves it.
+    """
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setStyleSheet(_STYLE)
+        self.editors: dict[str, QWidget] = {}
+        self.unit_labels: dict[str, QLabel] = {}
+        self._problems: dict[str, list[str]] = {}
+        self._row_height = max(QLineEdit().sizeHint().height(), QComboBox().sizeHint().height())
+
+        columns = QHBoxLayout()
+        columns.setSpacing(14)
+        left, right = QVBoxLayout(), QVBoxLayout()
+        labels: tuple[list[QLabel], list[QLabel]] = ([], [])
+        for i, (title, group_fields) in enumerate(_GROUPS):
+            box = QGroupBox(title.replace("&", "&&"))  # "&" would be a mnemonic
+            form = QFormLayout(box)
+            form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+            form.setHorizontalSpacing(10)
+            form.setVerticalSpacing(6)
+            for spec in group_fields:
+                label = QLabel(spec.label + ":")
+                labels[i // 2].append(label)
+                label.setToolTip(f"<b>{spec.name}</b><br>{spec.tip}")
+                form.addRow(label, self._make_row(spec))
+            (left if i < 2 else right).addWidget(box)
+        for column in labels:  # same label width in both boxes of a column: editors line up
+            width = max(label.sizeHint().width() for label in column)
+            for label in column:
+                label.setMinimumWidth(width)
+        left.addStretch(1)
+        right.addStretch(1)
+        columns.addLayout(left, 1)
+        columns.addLayout(right, 1)
+
+        self.problems_label = QLabel()
+        self.problems_label.setObjectName("problems")
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.problems_label.setSizePolicy(QSizePolicy.Policy.Preferred,
+                                          QSizePolicy.Policy.Minimum)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel
+                                        | QDialogButtonBox.StandardButton.RestoreDefaults)
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.restore_button = self.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults)
+        self.restore_button.setToolTip("Put every field back to the engine's default value.")
+        self.buttons.accepted.connect(self._on_accept)
+        self.buttons.rejected.connect(self.reject)
+        self.restore_button.clicked.connect(self._on_restore_defaults)
+
+        note = QLabel("Hover over a field for its meaning and units. Changes apply to the next "
+                      "session.")
+        note.setObjectName("unit")
+
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Sunken)
+
+        root = QVBoxLayout(self)
+        root.addLayout(columns)
+        root.addWidget(note)
+        root.addWidget(self.problems_label)
+        root.addWidget(line)
+        root.addWidget(self.buttons)
+
+        self._load(settings)
+        self._revalidate()
+
+    # ---- building ----
+    def _make_row(self, spec: _Field) -> QWidget:
+        row = QWidget()
+        lay = QHBoxLayout(row)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        editor: QWidget
+        if spec.kind == "source":
+            editor = QComboBox()
+            editor.addItems(list(SOURCES))
+            editor.currentTextChanged.connect(self._on_source_changed)
+        elif spec.kind == "int":
+            editor = QSpinBox()
+            editor.setRange(0, spec.maximum)
+            editor.setAlignment(Qt.AlignmentFlag.AlignRight)
+            # no arrows: they look broken under the red "invalid" border, and every field
+            # then reads alike (arrow keys and the wheel still step the value)
+            editor.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
+            editor.setGroupSeparatorShown(False)
+            editor.setKeyboardTracking(True)
+            editor.valueChanged.connect(self._revalidate)
+        else:
+            editor = QLineEdit()
+            if spec.kind in ("decimal", "float", "speed"):
+                editor.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if spec.kind == "file":
+                editor.setPlaceholderText("bundled day")
+            editor.textChanged.connect(self._revalidate)
+        if spec.kind in ("int", "decimal", "float", "speed"):
+            editor.setFont(mono)
+            editor.setMinimumWidth(110)
+        editor.setToolTip(f"<b>{spec.name}</b><br>{spec.tip}")
+        editor.setObjectName(spec.name)
+        editor.setFixedHeight(self._row_height)  # spin boxes without arrows run short
+        self.editors[spec.name] = editor
+        lay.addWidget(editor, 1)
+        if spec.kind == "file":
+            browse = QPushButton("Browse…")
+            browse.setToolTip("Choose a CSV or CSV.gz market-data file.")
+            browse.clicked.connect(self._on_browse)
+            self.browse_button = browse
+            lay.addWidget(browse)
+        if spec.unit:
+            unit = QLabel(spec.unit)
+            unit.setObjectName("unit")
+            unit.setMinimumWidth(max(unit.fontMetrics().horizontalAdvance(f.unit)
+                                     for f in _FIELDS.values()) + 4)
+            self.unit_labels[spec.name] = unit
+            lay.addWidget(unit)
+        return row
+
+    def _load(self, s: AppSettings) -> None:
+        for name, editor in self.editors.items():
+            value = getattr(s, name)
+            if isinstance(editor, QComboBox):
+                idx = editor.findText(str(value))
+                editor.setCurrentIndex(idx if idx >= 0 else 0)
+            elif isinstance(editor, QSpinBox):
+                editor.setValue(int(value))
+            elif isinstance(editor, QLineEdit):
+                if value is None:
+                    editor.setText("")
+                elif isinstance(value, float):
+                    editor.setText(_float_text(value))
+                else:
+                    editor.setText(str(value))
+        self._on_source_changed(self.editors["source"].currentText())
+
+    # ---- reading ----
+    def _read(self) -> tuple[AppSettings, dict[str, str]]:
+        """Build settings from the editors; return them and the fields that did not parse."""
+        values: dict[str, Any] = {}
+        bad: dict[str, str] = {}
+        for name, editor in self.editors.items():
+            spec = _FIELDS[name]
+            if isinstance(editor, QComboBox):
+                values[name] = editor.currentText()
+            elif isinstance(editor, QSpinBox):
+                values[name] = editor.value()
+            else:
+                text = editor.text().strip()
+                if spec.kind == "text":
+                    values[name] = text.upper()
+                elif spec.kind == "file":
+                    values[name] = text or None
+                elif spec.kind == "decimal":
+                    values[name] = text
+                elif spec.kind == "speed" and text.lower() == "max":
+                    values[name] = math.inf
+                else:
+                    try:
+                        values[name] = float(text)
+                    except ValueError:
+                        bad[name] = ("must be a number or 'max'" if spec.kind == "speed"
+                                     else "must be a number")
+        defaults = AppSettings()
+        for name in bad:
+            values[name] = getattr(defaults, name)
+        return AppSettings(**values), bad
+
+    def settings(self) -> AppSettings:
+        """Return the AppSettings shown in the editors (may be invalid; see validate())."""
+        return self._read()[0]
+
+    # ---- validation ----
+    def _revalidate(self, *_: object) -> None:
+        settings, bad = self._read()
+        problems: dict[str, list[str]] = {name: [reason] for name, reason in bad.items()}
+        for name, reason in settings.problems():
+            if name not in bad:
+                problems.setdefault(name, []).append(reason)
+        self._problems = problems
+        for name, editor in self.editors.items():
+            invalid = name in problems
+            if bool(editor.property("invalid")) != invalid:
+                editor.setProperty("invalid", invalid)
+                editor.style().unpolish(editor)
+                editor.style().polish(editor)
+        lines = []
+        for name in self.editors:
+            for reason in problems.get(name, []):
+                lines.append(f"{name} {reason}" if reason.startswith("must") else
+                             f"{name}: {reason}")
+        for name, reasons in problems.items():  # cross-field problems without an editor
+            if name not in self.editors:
+                lines += [f"{name}: {r}" for r in reasons]
+        self.problems_label.setText("\n".join(lines))
+        self.problems_label.setVisible(bool(lines))
+        self.ok_button.setEnabled(not lines)
+        self.ok_button.setToolTip("Fix the fields marked in red first." if lines else "")
+
+    def problems(self) -> dict[str, list[str]]:
+        """Return the current problems per field (what the red borders show)."""
+        return {k: list(v) for k, v in self._problems.items()}
+
+    # ---- slots ----
+    def _on_source_changed(self, source: str) -> None:
+        live = source == "bitunix"
+        self.editors["replay_file"].setEnabled(not live)
+        if hasattr(self, "browse_button"):
+            self.browse_button.setEnabled(not live)
+        self.editors["speed"].setEnabled(not live)
+        self._revalidate()
+
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Replay file", "",
+                                              "Market data (*.csv *.csv.gz);;All files (*)")
+        if path:
+            self.editors["replay_file"].setText(path)
+
+    def _on_restore_defaults(self) -> None:
+        self._load(AppSettings())
+        self._revalidate()
+
+    def _on_accept(self) -> None:
+        self._revalidate()
+        if self.ok_button.isEnabled():
+            self.accept()

@@ -1,0 +1,394 @@
+"""Settings dialog, settings file, report window and history window (pytest-qt, offscreen)."""
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from gui import report_window as report_module
+from gui.history_window import HistoryWindow
+from gui.report_window import ReportWindow
+from gui.settings_dialog import (AppSettings, SettingsDialog, load_settings, save_settings,
+                                 settings_path)
+from storage.journal import Journal
+from storage.reports import FILL_COLUMNS, read_report, write_run_reports
+from trading.broker import BrokerConfig
+from trading.risk import BreakerConfig
+from trading.runtime.session import Session, SessionConfig
+from tests.conftest import read_log
+from trading.strategy import MomentumParams
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch):
+    d = tmp_path / "config"
+    monkeypatch.setenv("BTC_LAPTOP_CONFIG_DIR", str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two real replay runs in one data dir: a successful one, then an error one."""
+    from storage.logger import temporary_logging
+    data = tmp_path_factory.mktemp("sessions") / "data"
+    data.mkdir()
+    with temporary_logging(data, console=False):
+        ok = Session(SessionConfig(data_dir=data, source="replay", speed=math.inf,
+                                   duration_min=10, replay_start_index=700))
+        assert ok.run() == 0
+        bad = Session(SessionConfig(data_dir=data, source="replay", speed=math.inf,
+                                    duration_min=10, replay_start_index=700,
+                                    inject_strategy_error_at=2))
+        assert bad.run() == 1
+    return {"data": data, "ok": Path(ok.run_dir), "error": Path(bad.run_dir),
+            "ok_id": ok.run_id, "error_id": bad.run_id}
+
+
+def _type(qtbot, editor, text):
+    editor.selectAll()
+    editor.clear()
+    qtbot.keyClicks(editor, text)
+
+
+def _expected_pnl(value) -> str:
+    return f"{Decimal(repr(value)):+,.2f} USDT"
+
+
+# ------------------------------------------------------------------------ settings dialog
+
+def test_dialog_refuses_bad_risk_per_trade_until_fixed(qtbot):
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.ok_button.isEnabled()
+    assert not dialog.problems_label.isVisibleTo(dialog)
+
+    editor = dialog.editors["risk_per_trade"]
+    _type(qtbot, editor, "0.9")
+    assert not dialog.ok_button.isEnabled()
+    assert dialog.problems_label.isVisibleTo(dialog)
+    assert dialog.problems_label.text() == "risk_per_trade must be in (0, 0.5]"
+    assert editor.property("invalid") is True
+    assert dialog.editors["taker_fee_bps"].property("invalid") is not True
+
+    _type(qtbot, editor, "0.01")
+    assert dialog.ok_button.isEnabled()
+    assert not dialog.problems_label.isVisibleTo(dialog)
+    assert editor.property("invalid") is False
+    assert dialog.settings().risk_per_trade == 0.01
+
+
+def test_dialog_flags_each_bad_field_with_its_reason(qtbot):
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    _type(qtbot, dialog.editors["taker_fee_bps"], "abc")
+    _type(qtbot, dialog.editors["starting_balance"], "0")
+    dialog.editors["fast"].setValue(20)  # not below slow (8)
+    dialog.editors["max_rejects"].setValue(0)
+    problems = dialog.problems()
+    assert set(problems) == {"taker_fee_bps", "starting_balance", "fast", "max_rejects"}
+    assert problems["taker_fee_bps"] == ["must be a number"]
+    assert problems["starting_balance"] == ["must be > 0"]
+    assert problems["fast"] == ["need 1 <= fast < slow <= 500"]
+    text = dialog.problems_label.text()
+    for name in problems:
+        assert name in text
+    assert not dialog.ok_button.isEnabled()
+    # OK does nothing while invalid
+    dialog.buttons.accepted.emit()
+    assert dialog.result() == 0
+
+
+def test_dialog_round_trips_settings_and_restores_defaults(qtbot, config_dir):
+    start = AppSettings(symbol="ETHUSDT", starting_balance="2500.5", risk_per_trade=0.01,
+                        latency_ms=250, fast=5, slow=21, speed=math.inf, source="replay",
+                        cooldown_s=30.0)
+    dialog = SettingsDialog(start)
+    qtbot.addWidget(dialog)
+    assert dialog.editors["speed"].text() == "max"
+    assert dialog.settings() == start
+    assert dialog.ok_button.isEnabled()
+
+    qtbot.mouseClick(dialog.restore_button, Qt.MouseButton.LeftButton)
+    assert dialog.settings() == AppSettings()
+    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+        qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    assert not config_dir.exists()  # accepting saves nothing by itself
+
+
+def test_dialog_disables_replay_fields_for_live_source(qtbot):
+    dialog = SettingsDialog(AppSettings(replay_file="/no/such/file.csv", source="replay"))
+    qtbot.addWidget(dialog)
+    assert dialog.problems()["replay_file"] == ["no such file: /no/such/file.csv"]
+    dialog.editors["source"].setCurrentText("bitunix")
+    assert not dialog.editors["replay_file"].isEnabled()
+    assert "replay_file" not in dialog.problems()
+    assert dialog.ok_button.isEnabled()
+
+
+# ------------------------------------------------------------------------ AppSettings
+
+def test_defaults_come_from_the_engine():
+    s = AppSettings()
+    assert s.validate() == []
+    assert Decimal(s.starting_balance) == BrokerConfig().starting_cash
+    assert s.risk_per_trade == BrokerConfig().risk_per_trade == 0.005
+    assert s.window_s == BreakerConfig().window_s
+    assert (s.fast, s.slow, s.stop_atr) == (MomentumParams().fast, MomentumParams().slow,
+                                            MomentumParams().stop_atr)
+    assert (s.source, s.duration_min, s.speed, s.replay_file) == ("auto", 10.0, 1.0, None)
+
+
+def test_validate_reports_every_bad_field():
+    s = AppSettings(symbol="b", starting_balance="lots", risk_per_trade=0.9, taker_fee_bps=-1,
+                    latency_ms=-5, max_rejects=0, cooldown_s=0.0, fast=3, slow=2, hold_bars=0,
+                    duration_min=0.0, speed=0.0, source="moon")
+    problems = s.validate()
+    assert sorted(p.split(":")[0] for p in problems) == sorted([
+        "symbol", "starting_balance", "risk_per_trade", "taker_fee_bps", "latency_ms",
+        "max_rejects", "cooldown_s", "slow", "hold_bars", "duration_min", "speed", "source"])
+    assert "risk_per_trade: must be in (0, 0.5]" in problems
+    assert "max_rejects: must be an integer >= 1" in problems
+    assert "slow: need 1 <= fast < slow <= 500" in problems
+    assert "starting_balance: must be a number (USDT)" in problems
+    assert AppSettings(speed=math.inf).validate() == []
+
+
+def test_to_session_config_builds_the_engine_configs(tmp_path):
+    s = AppSettings(starting_balance="2500.50", risk_per_trade=0.01, taker_fee_bps=5.5,
+                    latency_ms=250, max_session_loss_pct=2.5, fast=5, slow=21, speed=math.inf,
+                    source="replay", duration_min=3.0)
+    cfg = s.to_session_config(tmp_path)
+    assert isinstance(cfg, SessionConfig)
+    assert cfg.data_dir == tmp_path
+    assert (cfg.source, cfg.duration_min, cfg.speed, cfg.replay_file) == ("replay", 3.0,
+                                                                          math.inf, None)
+    assert cfg.broker == BrokerConfig(starting_cash=Decimal("2500.50"), risk_per_trade=0.01,
+                                      taker_fee_bps=5.5, latency_ms=250)
+    assert cfg.breaker == BreakerConfig(max_session_loss_pct=2.5)
+    assert cfg.strategy == MomentumParams(fast=5, slow=21)
+
+    with pytest.raises(ValueError, match=r"risk_per_trade: must be in \(0, 0.5\]"):
+        AppSettings(risk_per_trade=0.0).to_session_config(tmp_path)
+
+
+def test_from_dict_ignores_unknown_keys_and_names_wrong_types():
+    s = AppSettings.from_dict({"risk_per_trade": 0.02, "speed": "max", "future_option": 1,
+                               "latency_ms": 500.0, "starting_balance": 1234})
+    assert (s.risk_per_trade, s.speed, s.latency_ms, s.starting_balance) == (0.02, math.inf,
+                                                                             500, "1234")
+    for bad, field in (({"risk_per_trade": "high"}, "risk_per_trade"),
+                       ({"fast": 2.5}, "fast"), ({"symbol": 5}, "symbol"),
+                       ({"speed": "fast"}, "speed"), ({"max_rejects": True}, "max_rejects")):
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            AppSettings.from_dict(bad)
+    assert AppSettings.from_dict(AppSettings(speed=math.inf).to_dict()) == AppSettings(
+        speed=math.inf)
+
+
+# ------------------------------------------------------------------------ settings file
+
+def test_settings_path_follows_the_env_override(config_dir):
+    assert settings_path() == config_dir / "settings.json"
+
+
+def test_save_and_load_round_trip(config_dir):
+    assert load_settings() == (AppSettings(), None)  # missing file: defaults, no message
+    s = AppSettings(symbol="ETHUSDT", starting_balance="123.45", speed=math.inf, fast=4,
+                    replay_file=None, cooldown_s=60.0)
+    path = save_settings(s)
+    assert path == config_dir / "settings.json"
+    assert json.loads(path.read_text())["speed"] == "max"
+    assert load_settings() == (s, None)
+    assert [p.name for p in config_dir.iterdir()] == ["settings.json"]  # no temp file left
+    with pytest.raises(ValueError, match="risk_per_trade"):
+        save_settings(AppSettings(risk_per_trade=2.0))
+
+
+def test_corrupt_settings_are_moved_aside_never_overwritten(config_dir, data_dir):
+    config_dir.mkdir()
+    path = config_dir / "settings.json"
+    path.write_text("{broken")
+    settings, message = load_settings()
+    assert settings == AppSettings()
+    assert str(path) in message and "settings.json.corrupt" in message
+    assert not path.exists()
+    assert (config_dir / "settings.json.corrupt").read_text() == "{broken"
+    logged = [e for e in read_log(data_dir) if e.get("message") == "settings_corrupt"]
+    assert len(logged) == 1 and logged[0]["level"] == "WARNING"
+    assert logged[0]["corrupt_path"] == str(config_dir / "settings.json.corrupt")
+
+    path.write_text(json.dumps({"risk_per_trade": 0.9}))  # valid JSON, invalid value
+    settings, message = load_settings()
+    assert settings == AppSettings()
+    assert "risk_per_trade: must be in (0, 0.5]" in message
+    assert (config_dir / "settings.json.corrupt").read_text() == "{broken"
+    assert json.loads((config_dir / "settings.json.corrupt.1").read_text()) == {
+        "risk_per_trade": 0.9}
+
+    path.write_text(json.dumps({"fast": "three"}))  # wrong type
+    settings, message = load_settings()
+    assert settings == AppSettings() and "fast: expected a number" in message
+    assert (config_dir / "settings.json.corrupt.2").exists()
+
+
+# ------------------------------------------------------------------------ report window
+
+def test_report_window_shows_a_real_run(qtbot, runs):
+    report = read_report(runs["ok"])
+    window = ReportWindow(runs["ok"])
+    qtbot.addWidget(window)
+    window.show()
+    assert window.report == report
+    assert window.windowTitle() == f"Session report \u2014 {report['run_id']}"
+    assert window.pnl_label.text() == _expected_pnl(report["pnl_absolute"])
+    assert window.status_label.text() == "SUCCESS"
+    assert not window.error_label.isVisibleTo(window)
+
+    table = window.fills_table
+    assert report["fills"] > 0
+    assert table.rowCount() == report["fills"]
+    assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(
+        FILL_COLUMNS)
+    seq = FILL_COLUMNS.index("seq")
+    assert [table.item(r, seq).text() for r in range(table.rowCount())] == [
+        str(i) for i in range(1, report["fills"] + 1)]
+    # sorting is numeric, not textual
+    px = FILL_COLUMNS.index("fill_px")
+    table.sortItems(px, Qt.SortOrder.DescendingOrder)
+    prices = [float(table.item(r, px).text().replace(",", "")) for r in range(table.rowCount())]
+    assert prices == sorted(prices, reverse=True)
+
+    tree = window.fields_tree
+    keys = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert keys == list(report)
+    segments = tree.topLevelItem(keys.index("segments"))
+    assert segments.childCount() == len(report["segments"])
+    assert segments.child(0).childCount() == len(report["segments"][0])
+
+    assert window.equity_source == "journal"
+    assert len(window.equity_points) >= 2
+    assert window.equity_points[-1][1] == pytest.approx(report["final_equity"], abs=0.01)
+    assert window.open_summary_button.isEnabled() and window.open_folder_button.isEnabled()
+
+
+def test_report_window_opens_summary_and_folder(qtbot, runs, monkeypatch):
+    opened = []
+    monkeypatch.setattr(report_module, "open_local_path", opened.append)
+    window = ReportWindow(runs["ok"])
+    qtbot.addWidget(window)
+    qtbot.mouseClick(window.open_summary_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.open_folder_button, Qt.MouseButton.LeftButton)
+    assert opened == [runs["ok"] / "summary.html", runs["ok"]]
+
+
+def test_report_window_shows_an_error_run(qtbot, runs):
+    report = read_report(runs["error"])
+    assert report["status"] == "error" and report["error"]
+    window = ReportWindow(runs["error"])
+    qtbot.addWidget(window)
+    window.show()
+    assert window.status_label.text() == "ERROR"
+    assert window.error_label.isVisibleTo(window)
+    assert window.error_label.text() == f"Error: {report['error']}"
+    assert "injected strategy error" in window.error_label.text()
+    assert window.pnl_label.text() == _expected_pnl(report["pnl_absolute"])
+    assert window.fills_table.rowCount() == report["fills"]
+
+
+def test_report_window_reads_latest(qtbot, runs):
+    window = ReportWindow(runs["data"] / "runs" / "latest")
+    qtbot.addWidget(window)
+    assert window.run_id == runs["error_id"]
+    assert window.equity_source == "journal"  # data dir found from runs/latest too
+
+
+def test_report_window_with_no_fills_and_no_journal(qtbot, tmp_path):
+    report = {"status": "success", "exit_code": 0, "run_id": "quiet-run", "pnl_absolute": 0.0,
+              "starting_equity": 10000.0, "final_equity": 10000.0, "fills": 0,
+              "data_start": "2026-01-01T11:40:00.000+00:00",
+              "data_end": "2026-01-01T11:45:00.000+00:00", "segments": [], "error": None}
+    run_dir = write_run_reports(tmp_path / "runs", "quiet-run", report=report, fills=[],
+                                candles=[], equity=[], settings={}, feed={})
+    window = ReportWindow(run_dir)
+    qtbot.addWidget(window)
+    assert window.fills_table.rowCount() == 0
+    assert window.no_fills_label.text().startswith("No fills")
+    assert window.pnl_label.text() == "0.00 USDT"
+    assert window.equity_source == "fills"
+    assert [p[1] for p in window.equity_points] == [10000.0, 10000.0]
+
+
+def test_report_window_survives_a_missing_report(qtbot, tmp_path):
+    window = ReportWindow(tmp_path / "runs" / "gone")
+    qtbot.addWidget(window)
+    assert window.report == {}
+    assert window.error_label.isVisibleTo(window)
+    assert window.error_label.text().startswith("Error: Could not read")
+    assert window.status_label.text() == "UNKNOWN"
+    assert not window.open_summary_button.isEnabled()
+
+
+# ------------------------------------------------------------------------ history window
+
+def test_history_lists_runs_newest_first_and_opens_reports(qtbot, runs):
+    window = HistoryWindow(runs["data"] / "journal.sqlite3")
+    qtbot.addWidget(window)
+    window.show()
+    assert window.run_ids() == [runs["error_id"], runs["ok_id"]]
+    assert window.table.item(0, 4).text() == "ERROR"
+    assert window.table.item(1, 4).text() == "SUCCESS"
+    ok_report = read_report(runs["ok"])
+    assert window.table.item(1, 6).text() == _expected_pnl(ok_report["pnl_absolute"])
+    assert window.selected_run_id() == runs["error_id"]
+    assert window.open_button.isEnabled()
+
+    opened = window.open_report(runs["ok_id"])
+    assert isinstance(opened, ReportWindow)
+    assert opened.run_id == runs["ok_id"]
+    assert opened.isVisible()
+
+    rect = window.table.visualItemRect(window.table.item(0, 1))
+    # an item view acts on a double click only after the press that selects the item
+    qtbot.mouseClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert [w.run_id for w in window.report_windows] == [runs["ok_id"], runs["error_id"]]
+
+    window.table.sortItems(0, Qt.SortOrder.AscendingOrder)
+    assert window.run_ids() == [runs["ok_id"], runs["error_id"]]
+    qtbot.mouseClick(window.refresh_button, Qt.MouseButton.LeftButton)
+    assert window.run_ids() == [runs["error_id"], runs["ok_id"]]
+    for w in list(window.report_windows):
+        w.close()
+
+
+def test_history_without_a_journal_says_no_sessions(qtbot, tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    window = HistoryWindow(path)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.table.rowCount() == 0
+    assert window.empty_label.isVisible()
+    assert window.empty_label.text().startswith("No sessions yet")
+    assert not window.open_button.isEnabled()
+    assert not path.exists()  # looking did not create a journal
+
+
+def test_history_explains_a_missing_report_folder(qtbot, tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    with Journal.open(path) as journal:
+        journal.start_session("old-run", started_ts=1_700_000_000_000, source="replay",
+                              symbol="BTCUSDT", status="success", exit_code=0,
+                              pnl_absolute="1.5", report_dir=str(tmp_path / "runs" / "old-run"),
+                              stopped_reason="duration reached")
+    window = HistoryWindow(path)
+    qtbot.addWidget(window)
+    assert window.run_ids() == ["old-run"]
+    assert window.table.item(0, 6).text() == "+1.50 USDT"
+    assert not window.open_button.isEnabled()
+    assert "no longer exists" in window.detail_label.text()
+    assert window.open_report("old-run") is None
