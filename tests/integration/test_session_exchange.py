@@ -114,3 +114,20 @@ def test_flood_drops_are_counted_and_memory_stays_flat(data_dir):
     assert r["status"] == "success"
     assert s.rss_samples and max(s.rss_samples) - s.rss_samples[0] < 80  # MB
     assert any(x.get("message") == "feed_queue_full_dropping" for x in read_log(data_dir))
+
+
+def test_order_due_during_a_disconnect_fills_at_the_first_quote_after_it(data_dir):
+    s = run(data_dir, duration_min=3, speed=30.0, chaos="drop@60.2s",
+            broker=_broker(latency_ms=10_000))
+    assert s.exit == 0, s.error
+    assert s.final_report["reconnects"] >= 1
+    qts, books = quotes_of(s.exchange.timeline)
+    for f in s.fills:
+        i = bisect.bisect_right(qts, f["fill_ts"]) - 1
+        assert (f["bid"], f["ask"]) == books[i], f  # never a quote from before the outage
+    late = [f for f in s.fills if f["signal_ts"] and f["fill_ts"] > f["due_ts"]]
+    msgs = [x["message"] for x in read_log(data_dir)]
+    assert "quote_marked_stale_after_reconnect" in msgs
+    for f in late:  # sent when the feed was back: at a quote that arrived after the due time
+        i = bisect.bisect_right(qts, f["due_ts"]) - 1
+        assert qts[i + 1] <= f["fill_ts"]

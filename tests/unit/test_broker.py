@@ -908,3 +908,27 @@ def test_broker_config_defaults_are_bitunix_vip0():
 def test_broker_config_nan_starting_cash_names_the_field():
     with pytest.raises(ValueError, match="starting_cash"):
         BrokerConfig(starting_cash=Decimal("NaN"))
+
+
+# ---- stale quote after a restart or reconnect ----
+
+def test_stale_quote_blocks_fills_until_a_fresh_quote_then_fills_there():
+    b = make_broker()
+    b.on_quote(make_quote(1_000, 100.0, 100.5))
+    submit(b, Side.BUY, now_ts=1_000, qty=Decimal("1"))  # due at 2_000
+    b.mark_quote_stale()  # the feed was down: 100.0/100.5 is no longer known to be in force
+    assert b.advance(5_000) == []  # nothing fills on the stale quote, however late it is
+    events = b.on_quote(make_quote(6_000, 101.0, 101.4))
+    [f] = fills(events)
+    assert (f.fill_px, f.bid, f.ask, f.fill_ts) == (101.4, 101.0, 101.4, 6_000)
+    assert f.latency_ms == 5_000  # the delay the outage caused is visible, not hidden
+    assert b.quote_stale is False
+
+
+def test_stale_flag_survives_a_state_round_trip():
+    b = make_broker()
+    b.on_quote(make_quote(1_000, 100.0, 100.5))
+    b.mark_quote_stale()
+    r = make_broker()
+    r.restore(json.loads(json.dumps(b.to_state())))
+    assert r.quote_stale is True and r.advance(10_000) == []
