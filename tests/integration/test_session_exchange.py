@@ -16,7 +16,8 @@ def run(data_dir, **kw) -> Session:
     kw.setdefault("speed", 60.0)
     kw.setdefault("replay_start_index", 700)
     kw.setdefault("seed", 5)
-    s = Session(SessionConfig(data_dir=data_dir, source="replay", **kw))
+    kw.setdefault("source", "replay")
+    s = Session(SessionConfig(data_dir=data_dir, **kw))
     s.exit = s.run()
     return s
 
@@ -131,3 +132,38 @@ def test_order_due_during_a_disconnect_fills_at_the_first_quote_after_it(data_di
     for f in late:  # sent when the feed was back: at a quote that arrived after the due time
         i = bisect.bisect_right(qts, f["due_ts"]) - 1
         assert qts[i + 1] <= f["fill_ts"]
+
+
+def test_live_path_is_the_same_client_code_pointed_at_another_url(data_dir):
+    """--source bitunix with the URLs of a loopback exchange: the live code path end to end."""
+    from trading.runtime.datafiles import load_market_file, default_replay_file
+    from trading.runtime.exchange import LocalExchange
+    with LocalExchange(load_market_file(default_replay_file()), speed=60.0, seed=5,
+                       start_index=700) as ex:
+        s = Session(SessionConfig(data_dir=data_dir, source="auto", duration_min=4,
+                                  bitunix_ws_url=ex.ws_url, bitunix_rest_url=ex.rest_url,
+                                  probe_timeout_s=2.0))
+        s.exit = s.run()
+        qts, books = quotes_of(ex.timeline)
+    assert s.exit == 0, s.error
+    r = s.final_report
+    assert r["source"] == "bitunix" and r["offline_fallback"] is False
+    assert r["warmup_candles"] == 200 and r["fills"] >= 1
+    for f in s.fills:
+        i = bisect.bisect_right(qts, f["fill_ts"]) - 1
+        assert (f["bid"], f["ask"]) == books[i]
+        assert f["fill_px"] == (f["ask"] if f["side"] == "BUY" else f["bid"])
+
+
+def test_auto_falls_back_to_replay_loudly_when_bitunix_is_unreachable(data_dir):
+    import io
+    out = io.StringIO()
+    s = run(data_dir, source="auto", duration_min=2, bitunix_ws_url="ws://127.0.0.1:9/public/",
+            probe_timeout_s=1.0, progress_stream=out)
+    assert s.exit == 0, s.error
+    r = s.final_report
+    assert r["offline_fallback"] is True and r["source"] == "replay"
+    assert "OFFLINE" in out.getvalue()
+    assert any("OFFLINE" in x["message"] and x["level"] == "WARNING" for x in read_log(data_dir))
+    assert "OFFLINE" in (s.run_dir / "summary.html").read_text() or \
+        "offline" in (s.run_dir / "summary.html").read_text().lower()

@@ -13,7 +13,6 @@ import math
 import os
 import queue
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -1250,14 +1249,18 @@ class Session:
 
 
 def probe_bitunix(ws_url: str, timeout_s: float) -> tuple[bool, str]:
-    """Return whether Bitunix's websocket host accepts a TCP connection within `timeout_s`."""
+    """Return whether Bitunix's public websocket completes a handshake within `timeout_s`."""
+    import websocket
     u = urlparse(ws_url)
-    port = u.port or (443 if u.scheme == "wss" else 80)
     try:
-        with socket.create_connection((u.hostname, port), timeout=timeout_s):
-            return True, ""
-    except OSError as e:
-        return False, f"{u.hostname}:{port}: {type(e).__name__}: {e}"
+        ws = websocket.create_connection(ws_url, timeout=timeout_s)
+    except Exception as e:  # noqa: BLE001 - any failure means: not reachable from here
+        return False, f"{u.hostname}: {type(e).__name__}: {e}"
+    try:
+        ws.close(timeout=0.5)
+    except Exception:  # noqa: BLE001
+        pass
+    return True, ""
 
 
 def current_rss_mb() -> float:
