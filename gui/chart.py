@@ -1,0 +1,544 @@
+"""The candlestick chart (1m candles, fills, position levels, bid/ask) and the PnL chart below it.
+
+Both plots share the time axis (x = epoch seconds, shown in UTC). The mouse pans and zooms time;
+prices are always fitted to what is visible. The view follows the newest candle until the user
+drags it away; then a "Follow latest" button brings it back. Updates only mark the chart dirty;
+a ~30 Hz timer repaints (GUI thread only).
+"""
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPicture
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout,
+                               QWidget)
+
+from gui import theme
+from gui.theme import fmt_money, fmt_price, fmt_qty, to_float
+
+CANDLE_S = 60
+BODY_FRACTION = 0.7
+DEFAULT_VIEW_S = 75 * 60  # minutes of candles visible when following
+RIGHT_MARGIN_S = 4 * 60
+AXIS_WIDTH = 78
+
+pg.setConfigOptions(antialias=True)
+
+
+class CandlestickItem(pg.GraphicsObject):
+    """OHLC candles drawn into a cached QPicture; rows are (x_s, open, high, low, close)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[tuple] = []
+        self._picture = QPicture()
+        self._bounds = QRectF()
+
+    def set_rows(self, rows: list[tuple]) -> None:
+        self.prepareGeometryChange()
+        self._rows = rows
+        self._picture = QPicture()
+        p = QPainter(self._picture)
+        half = CANDLE_S * BODY_FRACTION / 2
+        up_pen, dn_pen = pg.mkPen(theme.GREEN, width=1), pg.mkPen(theme.RED, width=1)
+        up_brush, dn_brush = QBrush(QColor(theme.GREEN)), QBrush(QColor(theme.RED))
+        lo, hi = math.inf, -math.inf
+        for x, o, h, l, c in rows:
+            up = c >= o
+            p.setPen(up_pen if up else dn_pen)
+            p.drawLine(QPointF(x, l), QPointF(x, h))
+            if c == o:
+                p.drawLine(QPointF(x - half, o), QPointF(x + half, o))
+            else:
+                p.setBrush(up_brush if up else dn_brush)
+                p.drawRect(QRectF(x - half, min(o, c), 2 * half, abs(c - o)))
+            lo, hi = min(lo, l), max(hi, h)
+        p.end()
+        if rows:
+            self._bounds = QRectF(rows[0][0] - CANDLE_S, lo, rows[-1][0] - rows[0][0]
+                                  + 2 * CANDLE_S, max(hi - lo, 1e-6))
+        else:
+            self._bounds = QRectF()
+        self.update()
+
+    def paint(self, painter, *args) -> None:
+        painter.drawPicture(0, 0, self._picture)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._bounds)
+
+
+class _PriceAxis(pg.AxisItem):
+    """A price axis with thousands separators (87,650 rather than 87650)."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        places = 0 if spacing >= 1 else (1 if spacing >= 0.1 else 2)
+        return [f"{v * scale:,.{places}f}" for v in values]
+
+
+class _TimeViewBox(pg.ViewBox):
+    """A ViewBox that says when the user (not the program) moved or zoomed it."""
+
+    userPanned = Signal()
+    userZoomed = Signal()
+
+    def wheelEvent(self, ev, axis=None) -> None:
+        super().wheelEvent(ev, axis)
+        self.userZoomed.emit()
+
+    def mouseDragEvent(self, ev, axis=None) -> None:
+        super().mouseDragEvent(ev, axis)
+        self.userPanned.emit()
+
+
+def _line(colour: str, style=Qt.SolidLine, width: float = 1.0, label: str | None = None,
+          position: float = 0.93) -> pg.InfiniteLine:
+    pen = pg.mkPen(colour, width=width, style=style)
+    line = pg.InfiniteLine(angle=0, pen=pen, movable=False, label=label,
+                           labelOpts={"position": position, "color": colour,
+                                      "fill": pg.mkBrush(theme.BG + "dd"),
+                                      "anchors": [(0, 1), (0, 1)]} if label else None)
+    line.setZValue(5)
+    line.hide()
+    return line
+
+
+def _show_line(line: pg.InfiniteLine, value: float | None) -> None:
+    if not value:
+        line.hide()
+        return
+    was_hidden = not line.isVisible()
+    line.show()
+    if was_hidden or line.value() != value:
+        line.setValue(value)
+        if getattr(line, "label", None) is not None:
+            line.label.valueChanged()  # a hidden label skips updates: refresh its text now
+
+
+class TradingChart(QWidget):
+    """Candles + fills + levels on top, equity / PnL below (GUI thread)."""
+
+    followChanged = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._closed: dict[int, tuple] = {}  # minute ts (ms) -> (x_s, o, h, l, c)
+        self._closed_rows: list[tuple] = []
+        self._forming: tuple | None = None
+        self._fills: dict[tuple, tuple] = {}  # (order_id, seq) -> (x_s, px, side, text)
+        self._equity: list[tuple] = []  # (x_s, equity, realized, unrealized)
+        self._starting_equity: float | None = None
+        self._bid = self._ask = None
+        self._last_data_x: float | None = None
+        self._position: dict = {}
+        self._following = True
+        self._view_s = DEFAULT_VIEW_S
+        self._dirty_closed = self._dirty = False
+        self._equity_dirty = False
+        self._setting_range = False
+
+        # header: title, last price / spread, hovered candle, follow button
+        self.title = QLabel("BTCUSDT · 1m · UTC")
+        self.title.setObjectName("chartTitle")
+        self.price_label = QLabel("")
+        self.price_label.setTextFormat(Qt.RichText)
+        self.hover_label = QLabel("")
+        self.hover_label.setObjectName("chartHint")
+        self.hover_label.setTextFormat(Qt.RichText)
+        hint = QLabel("wheel: zoom time · drag: pan")
+        hint.setObjectName("chartHint")
+        self.follow_button = QPushButton("⇥  Follow latest")
+        self.follow_button.setToolTip("Scroll back to the newest candle and keep following it")
+        self.follow_button.setObjectName("followButton")
+        self.follow_button.clicked.connect(lambda: self.set_following(True))
+        self.follow_button.hide()
+        head = QHBoxLayout()
+        head.setContentsMargins(10, 6, 10, 2)
+        head.setSpacing(14)
+        head.addWidget(self.title)
+        head.addWidget(self.price_label)
+        head.addStretch(1)
+        head.addWidget(self.hover_label)
+        head.addWidget(hint)
+        head.addWidget(self.follow_button)
+
+        self.glw = pg.GraphicsLayoutWidget()
+        self.glw.setBackground(theme.BG)
+        self.glw.ci.setContentsMargins(4, 2, 4, 4)
+        self.glw.ci.setSpacing(6)
+        self._price_vb = _TimeViewBox()
+        self._pnl_vb = _TimeViewBox()
+        self.price_plot = self.glw.addPlot(row=0, col=0, viewBox=self._price_vb, axisItems={
+            "bottom": pg.DateAxisItem(utcOffset=0), "right": _PriceAxis("right")})
+        self.pnl_plot = self.glw.addPlot(row=1, col=0, viewBox=self._pnl_vb, axisItems={
+            "bottom": pg.DateAxisItem(utcOffset=0), "right": _PriceAxis("right")})
+        self.glw.ci.layout.setRowStretchFactor(0, 3)
+        self.glw.ci.layout.setRowStretchFactor(1, 1)
+        for plot in (self.price_plot, self.pnl_plot):
+            plot.showAxis("right")
+            plot.hideAxis("left")
+            plot.getAxis("right").setWidth(AXIS_WIDTH)
+            plot.showGrid(x=True, y=True, alpha=0.12)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.disableAutoRange()
+            plot.setMouseEnabled(x=True, y=False)
+            for name in ("right", "bottom"):
+                plot.getAxis(name).setPen(pg.mkPen(theme.BORDER_2))
+                plot.getAxis(name).setTextPen(pg.mkPen(theme.MUTED))
+        self.price_plot.hideAxis("bottom")
+        self.pnl_plot.setXLink(self.price_plot)
+        self.pnl_plot.setMaximumHeight(16777215)
+
+        self._candles_item = CandlestickItem()
+        self._forming_item = CandlestickItem()
+        self.price_plot.addItem(self._candles_item)
+        self.price_plot.addItem(self._forming_item)
+        self._buy_item = pg.ScatterPlotItem(symbol="t1", size=15, brush=pg.mkBrush(theme.GREEN),
+                                            pen=pg.mkPen("#ffffff", width=1), hoverable=True,
+                                            tip=self._tip)
+        self._sell_item = pg.ScatterPlotItem(symbol="t", size=15, brush=pg.mkBrush(theme.RED),
+                                             pen=pg.mkPen("#ffffff", width=1), hoverable=True,
+                                             tip=self._tip)
+        for item in (self._buy_item, self._sell_item):
+            item.setZValue(10)
+            self.price_plot.addItem(item)
+        self._bid_line = _line(theme.GREEN + "99", Qt.DotLine, 1)
+        self._ask_line = _line(theme.RED + "99", Qt.DotLine, 1)
+        self._entry_line = _line(theme.BLUE, Qt.SolidLine, 1.5, "entry {value:,.1f}", 0.03)
+        self._stop_line = _line(theme.RED, Qt.DashLine, 1.5, "stop {value:,.1f}", 0.03)
+        self._target_line = _line(theme.GREEN, Qt.DashLine, 1.5, "target {value:,.1f}", 0.03)
+        for line in (self._bid_line, self._ask_line, self._entry_line, self._stop_line,
+                     self._target_line):
+            self.price_plot.addItem(line, ignoreBounds=True)
+
+        legend = self.pnl_plot.addLegend(offset=(8, 4), brush=pg.mkBrush(theme.BG + "cc"),
+                                         labelTextColor=theme.TEXT, colCount=3)
+        self._net_curve = self.pnl_plot.plot([], [], name="net PnL",
+                                             pen=pg.mkPen(theme.BLUE, width=2))
+        self._real_curve = self.pnl_plot.plot([], [], name="realized",
+                                              pen=pg.mkPen(theme.GREEN, width=1.5))
+        self._unreal_curve = self.pnl_plot.plot([], [], name="unrealized",
+                                                pen=pg.mkPen(theme.ORANGE, width=1.2,
+                                                             style=Qt.DashLine))
+        legend.setZValue(20)
+        zero = pg.InfiniteLine(angle=0, pos=0, pen=pg.mkPen(theme.BORDER, width=1))
+        self.pnl_plot.addItem(zero, ignoreBounds=True)
+        self.pnl_plot.setYRange(-1, 1, padding=0)
+
+        for vb in (self._price_vb, self._pnl_vb):
+            vb.userPanned.connect(self._on_user_panned)
+            vb.userZoomed.connect(self._on_user_zoomed)
+        self.glw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        self.placeholder = QLabel(
+            "<div style='font-size:13pt; font-weight:600; color:#374151'>No market data yet"
+            "</div><div style='color:#6b7280; margin-top:6px'>Press <b>▶ Start</b> to paper-"
+            "trade BTCUSDT on live Bitunix data, or on a replay of real data through the "
+            "local exchange.</div>")
+        self.placeholder.setTextFormat(Qt.RichText)
+        self.placeholder.setAlignment(Qt.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(self.glw)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(head)
+        lay.addWidget(self.stack, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(33)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+
+    # ------------------------------------------------------------------ counts (tests)
+    @property
+    def candle_count(self) -> int:
+        return len(self._closed) + (1 if self._forming is not None else 0)
+
+    @property
+    def closed_candle_count(self) -> int:
+        return len(self._closed)
+
+    @property
+    def fill_marker_count(self) -> int:
+        return len(self._fills)
+
+    @property
+    def drawn_fill_marker_count(self) -> int:
+        return len(self._buy_item.data) + len(self._sell_item.data)
+
+    @property
+    def equity_point_count(self) -> int:
+        return len(self._equity)
+
+    @property
+    def following(self) -> bool:
+        return self._following
+
+    # ------------------------------------------------------------------ data in (GUI thread)
+    def set_frame_interval(self, ms: int) -> None:
+        """Repaint at most every `ms` milliseconds (a slower rate leaves the engine more CPU)."""
+        self._timer.setInterval(int(ms))
+
+    def reset(self) -> None:
+        """Forget everything (a new session starts)."""
+        self._closed.clear()
+        self._forming = None
+        self._fills.clear()
+        self._equity.clear()
+        self._starting_equity = None
+        self._bid = self._ask = None
+        self._last_data_x = None
+        self._position = {}
+        self._dirty_closed = self._dirty = self._equity_dirty = True
+        self.set_following(True)
+        self.hover_label.setText("")
+
+    def add_history(self, rows: list) -> None:
+        for r in rows or []:
+            self._put_closed(r["ts"], r["open"], r["high"], r["low"], r["close"])
+
+    def on_candle(self, c) -> None:
+        self._put_closed(c.ts, c.open, c.high, c.low, c.close)
+        if self._forming is not None and self._forming[0] * 1000 <= c.ts:
+            self._forming = None
+
+    def _put_closed(self, ts, o, h, l, c) -> None:
+        ts = int(ts)
+        self._closed[ts] = (ts / 1000.0, float(o), float(h), float(l), float(c))
+        self._dirty_closed = self._dirty = True
+
+    def on_kline(self, k) -> None:
+        minute = k.ts // 60_000 * 60_000
+        if self._closed and minute <= max(self._closed):
+            return  # a late push for a minute already closed
+        self._forming = (minute / 1000.0, float(k.open), float(k.high), float(k.low),
+                         float(k.close))
+        self._note_data_time(k.ts)
+        self._dirty = True
+
+    def on_quote(self, q) -> None:
+        self._bid, self._ask = float(q.bid), float(q.ask)
+        self._note_data_time(q.ts)
+        self._dirty = True
+
+    def _note_data_time(self, ts_ms) -> None:
+        x = ts_ms / 1000.0
+        if self._last_data_x is None or x > self._last_data_x:
+            self._last_data_x = x
+
+    def add_fill(self, f: dict) -> None:
+        key = (f.get("order_id"), f.get("seq"))
+        px, ts = to_float(f.get("fill_px")), to_float(f.get("fill_ts"))
+        if key in self._fills or px is None or ts is None:
+            return
+        side = str(f.get("side", "")).upper()
+        text = (f"{side} {f.get('reason', '')}  {fmt_qty(f.get('qty'))} BTC @ {fmt_price(px)}"
+                f"\nbid {fmt_price(f.get('bid'))}  ask {fmt_price(f.get('ask'))}")
+        self._fills[key] = (ts / 1000.0, px, side, text)
+        self._dirty = True
+
+    def set_position(self, pos: dict) -> None:
+        self._position = dict(pos or {})
+        self._dirty = True
+
+    def set_starting_equity(self, value) -> None:
+        v = to_float(value)
+        if v is not None and v != self._starting_equity:
+            self._starting_equity = v
+            self._dirty = self._equity_dirty = True
+
+    def add_equity(self, row: dict) -> None:
+        ts, eq = to_float(row.get("ts")), to_float(row.get("equity"))
+        if ts is None or eq is None:
+            return
+        self._equity.append((ts / 1000.0, eq, to_float(row.get("realized")) or 0.0,
+                             to_float(row.get("unrealized")) or 0.0))
+        self._equity_dirty = True
+        if self._starting_equity is None:
+            self._starting_equity = eq - (to_float(row.get("realized")) or 0.0) \
+                - (to_float(row.get("unrealized")) or 0.0)
+        self._dirty = True
+
+    # ------------------------------------------------------------------ view
+    def set_following(self, on: bool) -> None:
+        changed = on != self._following
+        self._following = on
+        self.follow_button.setVisible(not on)
+        if on:
+            self._dirty = True
+            self.refresh()
+        if changed:
+            self.followChanged.emit(on)
+
+    def _latest_x(self) -> float | None:
+        if self._forming is not None:
+            return self._forming[0]
+        if self._closed_rows:
+            return self._closed_rows[-1][0]
+        return None
+
+    def _on_user_panned(self) -> None:
+        if self._setting_range:
+            return
+        latest = self._latest_x()
+        (x0, x1), _ = self._price_vb.viewRange()
+        self._view_s = max(5 * 60, x1 - x0)
+        # dragging the newest candle out of sight means: stop following
+        if latest is not None and x1 < latest + CANDLE_S:
+            self.set_following(False)
+        self._dirty = True
+
+    def _on_user_zoomed(self) -> None:
+        if self._setting_range:
+            return
+        (x0, x1), _ = self._price_vb.viewRange()
+        self._view_s = max(5 * 60, x1 - x0)
+        self._dirty = True
+
+    def refresh(self) -> None:
+        """Repaint what changed since the last frame (timer)."""
+        if not (self._dirty or self._dirty_closed):
+            return
+        has_data = bool(self._closed or self._forming)
+        if self.stack.currentIndex() != int(has_data):
+            self.stack.setCurrentIndex(int(has_data))
+        if self._dirty_closed:
+            self._closed_rows = [self._closed[k] for k in sorted(self._closed)]
+            self._candles_item.set_rows(self._closed_rows)
+            self._dirty_closed = False
+        self._forming_item.set_rows([self._forming] if self._forming else [])
+        self._update_markers()
+        self._update_lines()
+        self._update_pnl()
+        self._update_header()
+        self._fit()
+        self._dirty = False
+
+    def _update_markers(self) -> None:
+        if len(self._buy_item.data) + len(self._sell_item.data) == len(self._fills):
+            return
+        buys = [v for v in self._fills.values() if v[2] == "BUY"]
+        sells = [v for v in self._fills.values() if v[2] != "BUY"]
+        self._buy_item.setData([v[0] for v in buys], [v[1] for v in buys],
+                               data=[v[3] for v in buys])
+        self._sell_item.setData([v[0] for v in sells], [v[1] for v in sells],
+                                data=[v[3] for v in sells])
+
+    @staticmethod
+    def _tip(x, y, data) -> str:
+        return str(data)
+
+    def _update_lines(self) -> None:
+        for line, value in ((self._bid_line, self._bid), (self._ask_line, self._ask)):
+            _show_line(line, value)
+        pos = self._position
+        qty = to_float(pos.get("qty")) or 0.0
+        for line, key in ((self._entry_line, "avg_px"), (self._stop_line, "stop_px"),
+                          (self._target_line, "target_px")):
+            _show_line(line, to_float(pos.get(key)) if qty else None)
+
+    def _update_pnl(self) -> None:
+        if not self._equity_dirty:
+            return
+        self._equity_dirty = False
+        if not self._equity:
+            for c in (self._net_curve, self._real_curve, self._unreal_curve):
+                c.setData([], [])
+            return
+        start = self._starting_equity or self._equity[0][1]
+        xs = [r[0] for r in self._equity]
+        self._net_curve.setData(xs, [r[1] - start for r in self._equity])
+        self._real_curve.setData(xs, [r[2] for r in self._equity])
+        self._unreal_curve.setData(xs, [r[3] for r in self._equity])
+
+    def _update_header(self) -> None:
+        last = self._forming or (self._closed_rows[-1] if self._closed_rows else None)
+        if last is None:
+            self.price_label.setText("")
+            return
+        colour = theme.GREEN if last[4] >= last[1] else theme.RED
+        text = f"<span style='color:{colour}; font-weight:600'>{fmt_price(last[4])}</span>"
+        if self._bid is not None and self._ask is not None:
+            text += (f"&nbsp;&nbsp;<span style='color:{theme.MUTED}'>bid</span> "
+                     f"{fmt_price(self._bid)}&nbsp;&nbsp;<span style='color:{theme.MUTED}'>"
+                     f"ask</span> {fmt_price(self._ask)}&nbsp;&nbsp;"
+                     f"<span style='color:{theme.MUTED}'>spread</span> "
+                     f"{self._ask - self._bid:,.1f}")
+        self.price_label.setText(text)
+
+    def _fit(self) -> None:
+        latest = self._latest_x()
+        if latest is None:
+            return
+        self._setting_range = True
+        try:
+            if self._following:
+                right = latest + RIGHT_MARGIN_S
+                self.price_plot.setXRange(right - self._view_s, right, padding=0)
+            (x0, x1), _ = self._price_vb.viewRange()
+            lo, hi = math.inf, -math.inf
+            rows = self._closed_rows + ([self._forming] if self._forming else [])
+            for x, _o, h, l, _c in rows:
+                if x0 - CANDLE_S <= x <= x1 + CANDLE_S:
+                    lo, hi = min(lo, l), max(hi, h)
+            for x, px, _s, _t in self._fills.values():
+                if x0 <= x <= x1:
+                    lo, hi = min(lo, px), max(hi, px)
+            if self._following:
+                for v in (self._bid, self._ask):
+                    if v is not None:
+                        lo, hi = min(lo, v), max(hi, v)
+                qty = to_float(self._position.get("qty")) or 0.0
+                if qty:
+                    for key in ("avg_px", "stop_px", "target_px"):
+                        v = to_float(self._position.get(key))
+                        if v:
+                            lo, hi = min(lo, v), max(hi, v)
+            if math.isfinite(lo):
+                pad = max((hi - lo) * 0.08, 1.0)
+                self.price_plot.setYRange(lo - pad, hi + pad, padding=0)
+            vals = [0.0]
+            start = self._starting_equity or (self._equity[0][1] if self._equity else 0.0)
+            for x, eq, real, unreal in self._equity:
+                if x0 <= x <= x1:
+                    vals += [eq - start, real, unreal]
+            lo, hi = min(vals), max(vals)
+            pad = max((hi - lo) * 0.12, 0.5)
+            self.pnl_plot.setYRange(lo - pad, hi + pad, padding=0)
+        finally:
+            self._setting_range = False
+
+    def _on_mouse_moved(self, pos) -> None:
+        if not self.price_plot.sceneBoundingRect().contains(pos):
+            return
+        x = self._price_vb.mapSceneToView(pos).x()
+        minute_ms = int(x * 1000 // 60_000 * 60_000)
+        row = self._closed.get(minute_ms)
+        if row is None and self._forming is not None and int(self._forming[0] * 1000) == \
+                minute_ms:
+            row = self._forming
+        if row is None:
+            self.hover_label.setText("")
+            return
+        from datetime import datetime, timezone
+        t = datetime.fromtimestamp(row[0], timezone.utc).strftime("%H:%M")
+        m = theme.MUTED
+        self.hover_label.setText(
+            f"<span style='color:{m}'>{t}</span>&nbsp; <span style='color:{m}'>O</span> "
+            f"{fmt_price(row[1])} <span style='color:{m}'>H</span> {fmt_price(row[2])} "
+            f"<span style='color:{m}'>L</span> {fmt_price(row[3])} "
+            f"<span style='color:{m}'>C</span> {fmt_price(row[4])}")
+
+    def pnl_text(self) -> str:
+        """Net PnL of the latest equity sample, formatted (for the position panel)."""
+        if not self._equity:
+            return "–"
+        start = self._starting_equity or self._equity[0][1]
+        return fmt_money(self._equity[-1][1] - start, sign=True)

@@ -1,0 +1,733 @@
+"""The dock panels and status bar widgets of the main window (GUI thread only)."""
+from __future__ import annotations
+
+import html
+import logging
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
+from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame, QGridLayout,
+                               QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPlainTextEdit,
+                               QProgressBar, QPushButton, QSizePolicy, QTableView,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from gui import theme
+from gui.theme import (fmt_bps, fmt_datetime_utc, fmt_duration_ms, fmt_int, fmt_money,
+                       fmt_price, fmt_qty, fmt_time_utc, to_float)
+
+log = logging.getLogger("btc_laptop_agents.gui")
+
+RIGHT = Qt.AlignRight | Qt.AlignVCenter
+CENTER = Qt.AlignCenter
+LEFT = Qt.AlignLeft | Qt.AlignVCenter
+SORT_ROLE = Qt.UserRole + 1
+
+
+# ============================================================================ banner
+
+class Banner(QFrame):
+    """A full-width coloured bar with a message (offline fallback, watchdog gave up)."""
+
+    STYLES = {
+        "warning": ("#fde047", "#422006"),
+        "error": ("#dc2626", "#ffffff"),
+        "info": ("#2563eb", "#ffffff"),
+    }
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.RichText)
+        self.close_button = QPushButton("×")
+        self.close_button.setFixedSize(28, 24)
+        self.close_button.setToolTip("Hide this message")
+        self.close_button.clicked.connect(self.dismiss)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(14, 7, 8, 7)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(self.close_button, 0, Qt.AlignTop)
+        self.level = ""
+        self.dismissed = False
+        self.hide()
+
+    def dismiss(self) -> None:
+        """Hide until the next message (the user closed it)."""
+        self.dismissed = True
+        self.hide()
+
+    def reset(self) -> None:
+        self.dismissed = False
+        self.label.setText("")
+        self.hide()
+
+    def show_message(self, text_html: str, level: str = "warning") -> None:
+        bg, fg = self.STYLES.get(level, self.STYLES["warning"])
+        self.level = level
+        self.dismissed = False
+        self.setStyleSheet(
+            f"QFrame#banner {{ background: {bg}; border-bottom: 1px solid rgba(0,0,0,40); }} QFrame#banner QLabel {{ color: {fg}; "
+            f"font-weight: 600; }} QFrame#banner QPushButton {{ background: transparent; "
+            f"color: {fg}; border: none; font-size: 15pt; padding: 0; }}")
+        self.label.setText(text_html)
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text()
+
+
+# ============================================================================ position
+
+class PositionPanel(QWidget):
+    """Side, qty, prices, PnL and equity of the open position."""
+
+    ROWS = (("side", "Side"), ("qty", "Quantity"), ("avg_px", "Avg price"),
+            ("stop_px", "Stop"), ("target_px", "Target"), ("mark", "Bid / ask"),
+            ("unrealized", "Unrealized PnL"), ("realized", "Realized PnL"), ("fees", "Fees"),
+            ("equity", "Equity"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 10, 12, 10)
+        outer.setSpacing(8)
+        hero_key = QLabel("Net PnL this session")
+        hero_key.setObjectName("panelKey")
+        self.hero = QLabel("–")
+        self.hero.setObjectName("panelHero")
+        self.hero_sub = QLabel("")
+        self.hero_sub.setObjectName("chartHint")
+        hero = QGridLayout()
+        hero.setVerticalSpacing(0)
+        hero.addWidget(hero_key, 0, 0)
+        hero.addWidget(self.hero, 1, 0)
+        hero.addWidget(self.hero_sub, 1, 1, Qt.AlignRight | Qt.AlignBottom)
+        hero.setColumnStretch(0, 1)
+        outer.addLayout(hero)
+        sep = QFrame()
+        sep.setFrameShape(QFrame.HLine)
+        sep.setFixedHeight(1)
+        sep.setStyleSheet(f"background: {theme.BORDER}; border: none;")
+        outer.addWidget(sep)
+        grid = QGridLayout()
+        outer.addLayout(grid)
+        outer.addStretch(1)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(16)
+        grid.setVerticalSpacing(4)
+        self.values: dict[str, QLabel] = {}
+        for i, (key, title) in enumerate(self.ROWS):
+            k = QLabel(title)
+            k.setObjectName("panelKey")
+            v = QLabel("–")
+            v.setObjectName("panelValue")
+            v.setAlignment(RIGHT)
+            v.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            grid.addWidget(k, i, 0)
+            grid.addWidget(v, i, 1)
+            self.values[key] = v
+        grid.setColumnStretch(1, 1)
+        self._pos: dict = {}
+        self.clear()
+
+    def clear(self) -> None:
+        for v in self.values.values():
+            v.setText("–")
+            v.setStyleSheet("")
+        self.hero.setText("–")
+        self.hero.setStyleSheet("")
+        self.hero_sub.setText("")
+        self._set_side(0.0)
+
+    def _set(self, key: str, text: str, colour: str | None = None) -> None:
+        lab = self.values[key]
+        lab.setText(text)
+        lab.setStyleSheet(f"color: {colour};" if colour else "")
+
+    def _set_side(self, qty: float) -> None:
+        if qty > 0:
+            self._set("side", "LONG", theme.GREEN)
+        elif qty < 0:
+            self._set("side", "SHORT", theme.RED)
+        else:
+            self._set("side", "FLAT", theme.MUTED)
+
+    def set_position(self, pos: dict) -> None:
+        self._pos = dict(pos or {})
+        qty = to_float(self._pos.get("qty")) or 0.0
+        self._set_side(qty)
+        self._set("qty", f"{fmt_qty(abs(qty))} BTC" if qty else "0")
+        for key in ("avg_px", "stop_px", "target_px"):
+            v = to_float(self._pos.get(key)) if qty else None
+            self._set(key, fmt_price(v) if v else "–")
+
+    def set_health(self, h: dict) -> None:
+        if isinstance(h.get("position"), dict):
+            self.set_position(h["position"])
+        unreal, real, fees = h.get("unrealized"), h.get("realized"), h.get("fees")
+        self._set("unrealized", fmt_money(unreal, sign=True), theme.sign_colour(unreal))
+        self._set("realized", fmt_money(real, sign=True), theme.sign_colour(real))
+        self._set("fees", fmt_money(fees))
+        eq, start = to_float(h.get("equity")), to_float(h.get("starting_equity"))
+        self._set("equity", f"{fmt_money(eq)} USDT" if eq is not None else "–")
+        net = eq - start if eq is not None and start is not None else None
+        self.hero.setText(f"{fmt_money(net, sign=True)} USDT" if net is not None else "–")
+        self.hero.setStyleSheet(f"color: {theme.sign_colour(net)};")
+        self.hero_sub.setText(f"{net / start * 100:+.2f} % of {fmt_money(start)}"
+                              if net is not None and start else "")
+        bid, ask = h.get("bid"), h.get("ask")
+        self._set("mark", f"{fmt_price(bid)} / {fmt_price(ask)}" if bid and ask else "–")
+
+
+# ============================================================================ orders
+
+class OrdersTable(QTableWidget):
+    """Pending orders with a live "due in" countdown (data time); removed when done."""
+
+    COLUMNS = ("Side", "Reason", "Qty", "Signal", "Due in")
+    DUE_COL = 4
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setHorizontalHeaderLabels(self.COLUMNS)
+        _style_table(self)
+        hh = self.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.Stretch)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._orders: dict[str, dict] = {}
+        self._done: set[str] = set()  # filled / cancelled: a late health snapshot can't revive
+        self._data_ts: int | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+
+    @property
+    def order_ids(self) -> list[str]:
+        return list(self._orders)
+
+    def clear_orders(self) -> None:
+        self._orders.clear()
+        self._done.clear()
+        self.setRowCount(0)
+
+    def set_data_time(self, ts_ms) -> None:
+        v = to_float(ts_ms)
+        if v is not None and (self._data_ts is None or v > self._data_ts):
+            self._data_ts = int(v)
+
+    def add_order(self, order) -> None:
+        d = order.to_dict() if hasattr(order, "to_dict") else dict(order)
+        oid = str(d.get("order_id"))
+        if oid in self._orders or oid in self._done:
+            return
+        self._orders[oid] = d
+        row = self.rowCount()
+        self.insertRow(row)
+        side = str(d.get("side", ""))
+        cells = (side, str(d.get("reason", "")), fmt_qty(d.get("qty")),
+                 fmt_price(d.get("signal_px")), "")
+        tip = (f"order {oid}\nsignal {fmt_datetime_utc(d.get('signal_ts'))}\n"
+               f"due {fmt_datetime_utc(d.get('due_ts'))}")
+        for col, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(RIGHT if col >= 2 else CENTER)
+            item.setToolTip(tip)
+            if col == 0:
+                item.setForeground(QColor(theme.GREEN if side == "BUY" else theme.RED))
+                item.setData(Qt.UserRole, oid)
+            self.setItem(row, col, item)
+        self._tick()
+
+    def remove_order(self, order_id: str) -> None:
+        self._done.add(str(order_id))
+        if self._orders.pop(str(order_id), None) is None:
+            return
+        self._remove_row(str(order_id))
+
+    def _remove_row(self, order_id: str) -> None:
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None and item.data(Qt.UserRole) == order_id:
+                self.removeRow(row)
+                break
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().paintEvent(event)
+        if self.rowCount() == 0:
+            _paint_placeholder(self, "No pending orders")
+
+    def sync(self, pending: list) -> None:
+        """Match the table to the engine's pending list (health, every 0.5 s)."""
+        want = {str(p.get("order_id")): p for p in pending or []}
+        for oid in [o for o in self._orders if o not in want]:
+            self._orders.pop(oid, None)
+            self._remove_row(oid)
+        for oid, p in want.items():
+            if oid not in self._orders:
+                self.add_order(p)
+
+    def _tick(self) -> None:
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            d = self._orders.get(item.data(Qt.UserRole)) if item is not None else None
+            cell = self.item(row, self.DUE_COL)
+            if d is None or cell is None:
+                continue
+            due = to_float(d.get("due_ts"))
+            if due is None or self._data_ts is None:
+                cell.setText("–")
+                continue
+            left = (due - self._data_ts) / 1000
+            cell.setText(f"{left:.1f} s" if left > 0 else "due")
+            cell.setForeground(QColor(theme.YELLOW if left <= 0 else theme.TEXT))
+
+
+# ============================================================================ fills
+
+class FillsModel(QAbstractTableModel):
+    """Fills with their cost attribution; display text formatted, sort by the raw value."""
+
+    # (header, key, formatter, alignment, tooltip)
+    COLUMNS = (
+        ("Time", "fill_ts", fmt_time_utc, LEFT, "fill time (market data, UTC)"),
+        ("Side", "side", str, CENTER, None),
+        ("Reason", "reason", str, CENTER, "entry / exit / stop / target / flatten"),
+        ("Qty", "qty", fmt_qty, RIGHT, "BTC"),
+        ("Signal", "signal_px", fmt_price, RIGHT,
+         "signal price: close of the candle that gave the signal"),
+        ("Fill", "fill_px", fmt_price, RIGHT, "fill price: BUY at the ask, SELL at the bid"),
+        ("Bid", "bid", fmt_price, RIGHT, "bid in force at the fill"),
+        ("Ask", "ask", fmt_price, RIGHT, "ask in force at the fill"),
+        ("Latency", "latency_ms", lambda v: f"{fmt_int(v)} ms", RIGHT, "signal to fill (ms)"),
+        ("Drift bps", "latency_drift_bps", fmt_bps, RIGHT,
+         "latency drift (bps): mid at the fill vs the signal price; positive = cost"),
+        ("Spread bps", "spread_cost_bps", fmt_bps, RIGHT,
+         "spread cost (bps): fill vs mid; positive = cost"),
+        ("Fee", "fee", fmt_money, RIGHT, "fee (USDT, taker)"),
+        ("Realized", "realized_pnl", lambda v: fmt_money(v, sign=True), RIGHT,
+         "realized PnL of this fill, before fees (USDT)"),
+    )
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.fills: list[dict] = []
+        self._keys: set = set()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.fills)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
+        if orientation != Qt.Horizontal or not 0 <= section < len(self.COLUMNS):
+            return None
+        title, _key, _fmt, align, tip = self.COLUMNS[section]
+        if role == Qt.DisplayRole:
+            return title
+        if role == Qt.ToolTipRole:
+            return tip
+        if role == Qt.TextAlignmentRole:
+            return int(align)
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        f = self.fills[index.row()]
+        _title, key, fmt, align, _tip = self.COLUMNS[index.column()]
+        value = f.get(key)
+        if role == Qt.DisplayRole:
+            if value is None or value == "":
+                return "–"
+            return fmt(value)
+        if role == SORT_ROLE:
+            v = to_float(value)
+            return v if v is not None else str(value or "")
+        if role == Qt.TextAlignmentRole:
+            return int(align)
+        if role == Qt.ForegroundRole:
+            if key == "side":
+                return QColor(theme.GREEN if str(value).upper() == "BUY" else theme.RED)
+            if key == "latency_drift_bps":
+                v = to_float(value)
+                if v is not None and round(v, 2) != 0:
+                    return QColor(theme.RED if v > 0 else theme.GREEN)
+            if key == "realized_pnl":
+                return QColor(theme.sign_colour(value))
+            return None
+        if role == Qt.ToolTipRole:
+            if key == "fill_ts":
+                return fmt_datetime_utc(value)
+            return f"order {f.get('order_id')}  seq {f.get('seq')}"
+        return None
+
+    def add_fill(self, f: dict) -> bool:
+        key = (f.get("order_id"), f.get("seq"))
+        if key in self._keys:
+            return False  # a resumed segment republishes the run's fills
+        self._keys.add(key)
+        row = len(self.fills)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self.fills.append(dict(f))
+        self.endInsertRows()
+        return True
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.fills.clear()
+        self._keys.clear()
+        self.endResetModel()
+
+
+class _FillsView(QTableView):
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().paintEvent(event)
+        if self.model() is not None and self.model().rowCount() == 0:
+            _paint_placeholder(self, "No fills yet: each fill shows its signal price, the "
+                               "bid/ask it met, its latency and what it cost")
+
+
+class FillsPanel(QWidget):
+    """A sortable fills table with an "Export CSV…" button."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = FillsModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.view = _FillsView()
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(0, Qt.AscendingOrder)
+        _style_table(self.view)
+        hh = self.view.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.Interactive)
+        hh.setStretchLastSection(False)
+        self.summary = QLabel("No fills yet")
+        self.summary.setObjectName("chartHint")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export_csv_dialog)
+        top = QHBoxLayout()
+        top.setContentsMargins(8, 4, 8, 4)
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.export_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(top)
+        lay.addWidget(self.view, 1)
+
+    @property
+    def row_count(self) -> int:
+        return self.model.rowCount()
+
+    def add_fill(self, f: dict) -> None:
+        if not self.model.add_fill(f):
+            return
+        if self.model.rowCount() <= 20:  # later rows rarely need more room
+            self.fit_columns()
+        self.view.scrollToBottom()
+        self.export_button.setEnabled(True)
+        self._update_summary()
+
+    def fit_columns(self) -> None:
+        """Size columns to their header and the first rows (not to the sort arrow's room)."""
+        fm = self.view.fontMetrics()
+        bold = self.view.horizontalHeader().font()
+        bold.setBold(True)
+        from PySide6.QtGui import QFontMetrics
+        hfm = QFontMetrics(bold)
+        rows = min(self.model.rowCount(), 50)
+        for col, (title, _k, _f, _a, _t) in enumerate(FillsModel.COLUMNS):
+            w = hfm.horizontalAdvance(title) + 22
+            for r in range(rows):
+                text = self.model.data(self.model.index(r, col)) or ""
+                w = max(w, fm.horizontalAdvance(str(text)) + 18)
+            self.view.setColumnWidth(col, w)
+
+    def clear(self) -> None:
+        self.model.clear()
+        self.export_button.setEnabled(False)
+        self.summary.setText("No fills yet")
+
+    def _update_summary(self) -> None:
+        fills = self.model.fills
+        fees = sum(to_float(f.get("fee")) or 0.0 for f in fills)
+        spread = [to_float(f.get("spread_cost_bps")) for f in fills]
+        spread = [s for s in spread if s is not None]
+        drift = [to_float(f.get("latency_drift_bps")) for f in fills]
+        drift = [d for d in drift if d is not None]
+        parts = [f"{len(fills)} fill{'s' if len(fills) != 1 else ''}",
+                 f"fees {fmt_money(fees)} USDT"]
+        if spread:
+            parts.append(f"mean spread cost {fmt_bps(sum(spread) / len(spread))} bps")
+        if drift:
+            parts.append(f"mean latency drift {fmt_bps(sum(drift) / len(drift))} bps")
+        self.summary.setText("  ·  ".join(parts))
+
+    def export_csv(self, path: Path) -> Path:
+        """Write every fill (all columns, exact values) to `path` as CSV."""
+        from storage.reports import fills_csv_text
+        path = Path(path)
+        path.write_text(fills_csv_text(self.model.fills), encoding="utf-8", newline="")
+        log.info("fills_exported", extra={"path": str(path), "fills": len(self.model.fills)})
+        return path
+
+    def export_csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export fills", "fills.csv",
+                                              "CSV files (*.csv)")
+        if not path:
+            return
+        try:
+            self.export_csv(Path(path))
+        except OSError as e:
+            QMessageBox.warning(self, "Export failed", f"Could not write {path}:\n{e}")
+
+
+# ============================================================================ log view
+
+LEVELS = (("Debug", logging.DEBUG), ("Info", logging.INFO), ("Warning", logging.WARNING),
+          ("Error", logging.ERROR))
+
+
+class LogView(QWidget):
+    """A live tail of the app log: level filter, colours by level, capped line count."""
+
+    def __init__(self, max_lines: int = 5000, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.max_lines = max_lines
+        self._records: deque = deque(maxlen=max_lines)
+        self._pending: list = []
+        self.text = QPlainTextEdit()
+        self.text.setObjectName("logText")
+        self.text.setReadOnly(True)
+        self.text.setMaximumBlockCount(max_lines)
+        self.text.setFont(theme.mono_font(8.8))
+        self.text.setLineWrapMode(QPlainTextEdit.WidgetWidth)
+        self.level_combo = QComboBox()
+        for name, level in LEVELS:
+            self.level_combo.addItem(name, level)
+        self.level_combo.setCurrentIndex(1)
+        self.level_combo.currentIndexChanged.connect(self._refilter)
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("chartHint")
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.clear)
+        top = QHBoxLayout()
+        top.setContentsMargins(8, 4, 8, 4)
+        lvl = QLabel("Level")
+        lvl.setObjectName("chartHint")
+        top.addWidget(lvl)
+        top.addWidget(self.level_combo)
+        top.addStretch(1)
+        top.addWidget(self.count_label)
+        top.addWidget(clear)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(top)
+        lay.addWidget(self.text, 1)
+        self._formats = {}
+        for name, colour in theme.LEVEL_COLOURS.items():
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor(colour))
+            self._formats[name] = fmt
+        self._extras_format = QTextCharFormat()
+        self._extras_format.setForeground(QColor("#9ca3af"))
+        self._timer = QTimer(self)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self.flush)
+        self._timer.start()
+
+    @property
+    def min_level(self) -> int:
+        return int(self.level_combo.currentData())
+
+    def set_min_level(self, level: int) -> None:
+        for i in range(self.level_combo.count()):
+            if self.level_combo.itemData(i) == level:
+                self.level_combo.setCurrentIndex(i)
+
+    def append(self, record: tuple) -> None:
+        """Queue (levelno, message[, extra fields]) for the next flush (GUI thread)."""
+        self._records.append(record)
+        self._pending.append(record)
+
+    def line_count(self) -> int:
+        return self.text.blockCount() if self.text.toPlainText() else 0
+
+    def lines(self) -> list[str]:
+        return self.text.toPlainText().splitlines()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending[-self.max_lines:], []
+        self._write([r for r in batch if r[0] >= self.min_level])
+
+    def _write(self, records: list) -> None:
+        if not records:
+            return
+        bar = self.text.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
+        cursor = self.text.textCursor()
+        cursor.movePosition(QTextCursor.End)
+        cursor.beginEditBlock()
+        empty = self.text.document().isEmpty()
+        for rec in records:
+            name = logging.getLevelName(rec[0])
+            if not empty:
+                cursor.insertBlock()
+            empty = False
+            cursor.insertText(rec[1], self._formats.get(name, self._formats["INFO"]))
+            if len(rec) > 2 and rec[2]:
+                cursor.insertText(rec[2], self._extras_format)
+        cursor.endEditBlock()
+        if at_bottom:
+            bar.setValue(bar.maximum())
+        self.count_label.setText(f"{len(self._records):,} lines")
+
+    def _refilter(self) -> None:
+        self._pending.clear()
+        self.text.clear()
+        self._write([r for r in self._records if r[0] >= self.min_level])
+
+    def clear(self) -> None:
+        self._records.clear()
+        self._pending.clear()
+        self.text.clear()
+        self.count_label.setText("")
+
+
+# ============================================================================ status bar
+
+class StatusIndicators(QWidget):
+    """Feed state and health figures for the status bar, fed by "health" events."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 4, 0)
+        lay.setSpacing(0)
+
+        def lab(tip: str) -> QLabel:
+            w = QLabel("")
+            w.setToolTip(tip)
+            w.setTextFormat(Qt.RichText)
+            lay.addWidget(w)
+            return w
+
+        self.feed_label = lab("Market-data feed: state and reconnects")
+        self.age_label = lab("Seconds since the last websocket message")
+        self.queue_label = lab("Feed queue depth / capacity, and messages dropped because "
+                               "the queue was full")
+        self.breaker_label = lab("Circuit breaker: closed = trading allowed")
+        self.restarts_label = lab("Watchdog restarts of this session")
+        self.remaining_label = lab("Market-data time left in the session")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(150)
+        lay.addWidget(self.progress)
+        self.restart_reason = ""
+        self.reset()
+
+    def reset(self) -> None:
+        self.feed_state = "idle"
+        self.reconnects = 0
+        self.restarts = 0
+        self.restart_reason = ""
+        self._set_feed("idle", 0)
+        self.age_label.setText("msg –")
+        self.queue_label.setText("queue –")
+        self.breaker_label.setText("breaker –")
+        self.breaker_label.setStyleSheet("")
+        self.restarts_label.setText("restarts 0")
+        self.restarts_label.setStyleSheet("")
+        self.restarts_label.setToolTip("Watchdog restarts of this session")
+        self.remaining_label.setText("left –")
+        self.progress.setValue(0)
+
+    def _set_feed(self, state: str, reconnects: int) -> None:
+        colour = theme.FEED_COLOURS.get(state, theme.MUTED)
+        rc = (f" · <span style='color:{theme.ORANGE}'>reconnects {reconnects}</span>"
+              if reconnects else " · reconnects 0")
+        self.feed_label.setText(f"<span style='color:{colour}; font-size:12pt'>●</span> "
+                                f"feed {html.escape(state)}{rc}")
+
+    def set_health(self, h: dict) -> None:
+        state = str(h.get("feed_state") or "idle")
+        self.feed_state = state
+        self.reconnects = int(h.get("reconnects") or 0)
+        self._set_feed(state, self.reconnects)
+        age = to_float(h.get("last_message_age_s"))
+        if age is None:
+            self.age_label.setText("msg –" if state != "inline replay" else "msg inline")
+        else:
+            colour = theme.RED if age > 5 else (theme.YELLOW if age > 2 else theme.TEXT)
+            self.age_label.setText(f"msg <span style='color:{colour}'>{age:.1f} s</span> ago")
+        depth, cap, dropped = (int(h.get("queue_depth") or 0), int(h.get("queue_max") or 0),
+                               int(h.get("dropped") or 0))
+        dcol = theme.RED if dropped else theme.TEXT
+        qcol = theme.YELLOW if cap and depth > cap * 0.5 else theme.TEXT
+        self.queue_label.setText(f"queue <span style='color:{qcol}'>{depth}/{cap}</span> · "
+                                 f"dropped <span style='color:{dcol}'>{dropped}</span>")
+        bstate = str(h.get("breaker_state") or "–")
+        bcol = {"closed": theme.GREEN, "open": theme.RED, "half_open": theme.YELLOW}.get(
+            bstate, theme.TEXT)
+        self.breaker_label.setText(f"breaker <span style='color:{bcol}'>"
+                                   f"{html.escape(bstate.replace('_', '-'))}</span>")
+        self.breaker_label.setToolTip(str(h.get("breaker_reason") or
+                                          "Circuit breaker: closed = trading allowed"))
+        restarts = int(h.get("restarts") or 0)
+        if restarts != self.restarts:
+            self.set_restarts(restarts, self.restart_reason)
+        dur, rem = to_float(h.get("duration_ms")), to_float(h.get("remaining_ms"))
+        if dur and rem is not None:
+            self.remaining_label.setText(f"left {fmt_duration_ms(rem)}")
+            self.progress.setValue(int(1000 * (1 - rem / dur)))
+            self.progress.setToolTip(f"{fmt_duration_ms(dur - rem)} of {fmt_duration_ms(dur)}"
+                                     " market-data time")
+
+    def set_restarts(self, restarts: int, reason: str = "") -> None:
+        self.restarts = restarts
+        if reason:
+            self.restart_reason = reason
+        if restarts:
+            self.restarts_label.setText(f"<b>restarts {restarts}</b>")
+            self.restarts_label.setStyleSheet(f"background: {theme.ORANGE}; color: #ffffff;")
+            self.restarts_label.setToolTip(f"Last restart: {self.restart_reason or 'unknown'}")
+        else:
+            self.restarts_label.setText("restarts 0")
+            self.restarts_label.setStyleSheet("")
+
+    def set_finished(self) -> None:
+        self._set_feed("stopped", self.reconnects)
+        self.progress.setValue(self.progress.maximum())
+
+
+def _paint_placeholder(view: QAbstractItemView, text: str) -> None:
+    """Draw a muted centred note on an empty table's viewport."""
+    from PySide6.QtGui import QPainter
+    p = QPainter(view.viewport())
+    p.setPen(QColor(theme.MUTED))
+    p.drawText(view.viewport().rect(), Qt.AlignCenter, text)
+    p.end()
+
+
+def _style_table(view: QAbstractItemView) -> None:
+    view.setAlternatingRowColors(True)
+    view.setSelectionBehavior(QAbstractItemView.SelectRows)
+    view.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    view.setShowGrid(False)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(24)
+    view.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
