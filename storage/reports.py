@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from storage.state import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 FINAL_REPORT_NAME = "final_report.json"
@@ -98,10 +100,10 @@ def write_run_reports(
     report = dict(report or {})
     fills = list(fills or [])
 
-    _atomic_write_text(run_dir / FINAL_REPORT_NAME, _report_json(report))
+    write_text_atomic(run_dir / FINAL_REPORT_NAME, _report_json(report))
 
     try:
-        _atomic_write_text(run_dir / FILLS_CSV_NAME, fills_csv_text(fills), newline="")
+        write_text_atomic(run_dir / FILLS_CSV_NAME, fills_csv_text(fills), newline="")
     except Exception:
         log.exception("report_fills_csv_failed", extra={"run_id": run_id})
 
@@ -122,7 +124,7 @@ def write_run_reports(
         log.exception("report_summary_render_failed", extra={"run_id": run_id})
         page = _minimal_summary_html(page_report, exc)
     try:
-        _atomic_write_text(run_dir / SUMMARY_HTML_NAME, page)
+        write_text_atomic(run_dir / SUMMARY_HTML_NAME, page)
     except Exception:
         log.exception("report_summary_write_failed", extra={"run_id": run_id})
 
@@ -251,24 +253,6 @@ def render_summary_html(
 # --------------------------------------------------------------------------------------------
 # Disk
 # --------------------------------------------------------------------------------------------
-
-
-def _atomic_write_text(path: Path, text: str, *, newline: str | None = None) -> None:
-    """Write text to path via a temp file in the same folder and os.replace."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
-            fh.write(text)
-            fh.flush()
-            os.chmod(tmp_name, 0o644)
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
 
 
 def _mirror_to_latest(runs_dir: Path, run_dir: Path) -> None:

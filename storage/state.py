@@ -31,16 +31,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_json_atomic(path: Path, data: dict) -> None:
-    """Write data as JSON to path so a crash leaves either the old file or the new one."""
+def write_text_atomic(path: Path, text: str, *, newline: str | None = None) -> None:
+    """Write text to path so a crash leaves either the old file or the new one.
+
+    Temp file in the same folder, flush, fsync, os.replace, then fsync the folder.
+    """
     path = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=True, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as tmp:
             tmp.write(text)
             tmp.flush()
+            os.chmod(tmp_name, 0o644)
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
     except BaseException:
@@ -50,6 +53,11 @@ def save_json_atomic(path: Path, data: dict) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def save_json_atomic(path: Path, data: dict) -> None:
+    """Write data as JSON to path so a crash leaves either the old file or the new one."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _move_aside(path: Path, error: str) -> None:
