@@ -27,6 +27,12 @@ CONNECTING, LIVE, STALE, RECONNECTING, STOPPED = (
     "connecting", "live", "stale", "reconnecting", "stopped")
 
 
+def describe_error(e: BaseException) -> str:
+    """Short 'Type: message' text; drops the 'Exception' suffix so that long class names such as
+    WebSocketConnectionClosedException are not mistaken for secrets by the log redaction."""
+    return f"{type(e).__name__.removesuffix('Exception')}: {e}"
+
+
 @dataclass
 class FeedStats:
     """Counters read by the session and the GUI (written only by the feed thread)."""
@@ -144,7 +150,7 @@ class MarketFeed:
                     skip_utf8_validation=True, enable_multithread=True)
             except Exception as e:  # noqa: BLE001 - any connect failure means: back off, retry
                 self.stats.connect_failures += 1
-                self.stats.last_error = f"{type(e).__name__}: {e}"
+                self.stats.last_error = describe_error(e)
                 delay = self._backoff(attempt)
                 attempt += 1
                 log.warning("feed_connect_failed", extra={
@@ -233,7 +239,7 @@ class MarketFeed:
                         st.state = LIVE
                         log.info("feed_live", extra={"url": c.url, "connects": st.connects})
         except (websocket.WebSocketException, OSError) as e:
-            self.stats.last_error = f"{type(e).__name__}: {e}"
+            self.stats.last_error = describe_error(e)
         return got_data
 
     def _mark_reconnected(self) -> None:
