@@ -8,6 +8,7 @@ a ~30 Hz timer repaints (GUI thread only).
 from __future__ import annotations
 
 import math
+import time
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -22,6 +23,7 @@ CANDLE_S = 60
 BODY_FRACTION = 0.7
 DEFAULT_VIEW_S = 75 * 60  # minutes of candles visible when following
 RIGHT_MARGIN_S = 4 * 60
+PRICE_REPAINT_S = 0.25
 AXIS_WIDTH = 78
 
 pg.setConfigOptions(antialias=True)
@@ -103,6 +105,20 @@ def _line(colour: str, style=Qt.SolidLine, width: float = 1.0, label: str | None
     line.setZValue(5)
     line.hide()
     return line
+
+
+def _set_y_range_if_needed(plot, vb, lo: float, hi: float, pad: float) -> None:
+    """Change the y range only when the data leaves it or it has become far too wide.
+
+    Re-ranging re-lays the axes and repaints the whole plot; doing it for every quote costs
+    most of the window's CPU at a quiet, Bitunix-like message rate.
+    """
+    (_, _), (y0, y1) = vb.viewRange()
+    inside = y0 <= lo - pad * 0.25 and hi + pad * 0.25 <= y1
+    too_wide = (y1 - y0) > 1.6 * ((hi - lo) + 2 * pad)
+    if inside and not too_wide:
+        return
+    plot.setYRange(lo - pad, hi + pad, padding=0)
 
 
 def _show_line(line: pg.InfiniteLine, value: float | None) -> None:
@@ -251,6 +267,9 @@ class TradingChart(QWidget):
         lay.addLayout(head)
         lay.addWidget(self.stack, 1)
 
+        self._price_dirty = False
+        self._last_price_paint = 0.0
+        self._drawn_forming = None
         self._timer = QTimer(self)
         self._timer.setInterval(33)
         self._timer.timeout.connect(self.refresh)
@@ -297,6 +316,7 @@ class TradingChart(QWidget):
         self._last_data_x = None
         self._position = {}
         self._dirty_closed = self._dirty = self._equity_dirty = True
+        self._drawn_forming = None
         self.set_following(True)
         self.hover_label.setText("")
 
@@ -321,12 +341,12 @@ class TradingChart(QWidget):
         self._forming = (minute / 1000.0, float(k.open), float(k.high), float(k.low),
                          float(k.close))
         self._note_data_time(k.ts)
-        self._dirty = True
+        self._price_dirty = True
 
     def on_quote(self, q) -> None:
         self._bid, self._ask = float(q.bid), float(q.ask)
         self._note_data_time(q.ts)
-        self._dirty = True
+        self._price_dirty = True
 
     def _note_data_time(self, ts_ms) -> None:
         x = ts_ms / 1000.0
@@ -404,8 +424,17 @@ class TradingChart(QWidget):
 
     def refresh(self) -> None:
         """Repaint what changed since the last frame (timer)."""
-        if not (self._dirty or self._dirty_closed):
+        now = time.monotonic()
+        if self._price_dirty and not (self._dirty or self._dirty_closed):
+            # price-only changes (bid/ask, the forming candle) repaint at most every
+            # PRICE_REPAINT_S: the eye gains nothing from more, and a repaint is the window's
+            # main CPU cost at a quiet feed
+            if now - self._last_price_paint < PRICE_REPAINT_S:
+                return
+        elif not (self._dirty or self._dirty_closed):
             return
+        self._last_price_paint = now
+        self._price_dirty = False
         has_data = bool(self._closed or self._forming)
         if self.stack.currentIndex() != int(has_data):
             self.stack.setCurrentIndex(int(has_data))
@@ -413,7 +442,9 @@ class TradingChart(QWidget):
             self._closed_rows = [self._closed[k] for k in sorted(self._closed)]
             self._candles_item.set_rows(self._closed_rows)
             self._dirty_closed = False
-        self._forming_item.set_rows([self._forming] if self._forming else [])
+        if self._forming != self._drawn_forming:
+            self._forming_item.set_rows([self._forming] if self._forming else [])
+            self._drawn_forming = self._forming
         self._update_markers()
         self._update_lines()
         self._update_pnl()
@@ -481,7 +512,8 @@ class TradingChart(QWidget):
         try:
             if self._following:
                 right = latest + RIGHT_MARGIN_S
-                self.price_plot.setXRange(right - self._view_s, right, padding=0)
+                if self._price_vb.viewRange()[0] != [right - self._view_s, right]:
+                    self.price_plot.setXRange(right - self._view_s, right, padding=0)
             (x0, x1), _ = self._price_vb.viewRange()
             lo, hi = math.inf, -math.inf
             rows = self._closed_rows + ([self._forming] if self._forming else [])
@@ -503,7 +535,7 @@ class TradingChart(QWidget):
                             lo, hi = min(lo, v), max(hi, v)
             if math.isfinite(lo):
                 pad = max((hi - lo) * 0.08, 1.0)
-                self.price_plot.setYRange(lo - pad, hi + pad, padding=0)
+                _set_y_range_if_needed(self.price_plot, self._price_vb, lo, hi, pad)
             vals = [0.0]
             start = self._starting_equity or (self._equity[0][1] if self._equity else 0.0)
             for x, eq, real, unreal in self._equity:
@@ -511,7 +543,7 @@ class TradingChart(QWidget):
                     vals += [eq - start, real, unreal]
             lo, hi = min(vals), max(vals)
             pad = max((hi - lo) * 0.12, 0.5)
-            self.pnl_plot.setYRange(lo - pad, hi + pad, padding=0)
+            _set_y_range_if_needed(self.pnl_plot, self.pnl_plot.getViewBox(), lo, hi, pad)
         finally:
             self._setting_range = False
 
