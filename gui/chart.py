@@ -271,7 +271,8 @@ class TradingChart(QWidget):
         self._last_price_paint = 0.0
         self._drawn_forming = None
         self._timer = QTimer(self)
-        self._timer.setInterval(33)
+        # 15 Hz: candles, fills and lines change rarely, price-only repaints are capped at 4/s
+        self._timer.setInterval(66)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
 

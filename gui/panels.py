@@ -201,7 +201,7 @@ class OrdersTable(QTableWidget):
         self._done: set[str] = set()  # filled / cancelled: a late health snapshot can't revive
         self._data_ts: int | None = None
         self._timer = QTimer(self)
-        self._timer.setInterval(100)
+        self._timer.setInterval(250)  # 4 Hz is plenty for a countdown / a log tail
         self._timer.timeout.connect(self._tick)
         self._timer.start()
 
@@ -542,7 +542,7 @@ class LogView(QWidget):
         self._extras_format = QTextCharFormat()
         self._extras_format.setForeground(QColor("#9ca3af"))
         self._timer = QTimer(self)
-        self._timer.setInterval(100)
+        self._timer.setInterval(250)  # 4 Hz is plenty for a countdown / a log tail
         self._timer.timeout.connect(self.flush)
         self._timer.start()
 
