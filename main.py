@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 EXIT_OK, EXIT_SESSION_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_RESTARTABLE = 3  # supervisor's child only: an error (e.g. the disk) a restart can't fix
 
 
 def _positive_float(name: str, lo: float = 0.0, hi: float = math.inf, inclusive_lo=False):
@@ -57,10 +58,50 @@ def _speed(text: str) -> float:
 
 
 def _symbol(text: str) -> str:
-    s = text.strip().upper()
-    if not (3 <= len(s) <= 20 and s.isalnum()):
-        raise argparse.ArgumentTypeError(f"--symbol must be 3-20 letters/digits, got {text!r}")
+    from trading.model import symbol_problem
+    s = text.strip()
+    s = s.upper() if s.isascii() else s  # btcusdt is fine; full-width or other digits are not
+    problem = symbol_problem(s)
+    if problem:
+        raise argparse.ArgumentTypeError(f"--symbol {problem}, got {text!r}")
     return s
+
+
+MIN_DURATION_MIN = 1 / 60  # one second of market time
+
+
+def _duration(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--duration must be a number of minutes, "
+                                         f"got {text!r}") from None
+    if not (math.isfinite(v) and MIN_DURATION_MIN <= v <= 7 * 24 * 60):
+        raise argparse.ArgumentTypeError(
+            f"--duration must be from 1 second (0.0167 min) to 7 days (10080 min) of market "
+            f"time, got {text!r}")
+    return v
+
+
+def _data_dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("--data-dir must not be empty (leave it out for the "
+                                         "per-user data dir)")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("--data-dir must not contain a NUL character")
+    return Path(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that redacts secrets from what it echoes back (a key typed in the wrong place)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's own contract
+        try:
+            from storage.logger import redact
+            message = redact(message)
+        except Exception:  # noqa: BLE001 - never let redaction hide the usage error itself
+            message = "invalid command line (the message could not be shown safely)"
+        super().error(message)
 
 
 def _unusable_dir(path: Path) -> str | None:
@@ -80,8 +121,26 @@ def _unusable_dir(path: Path) -> str | None:
     return None
 
 
+def _make_data_dir(path: Path) -> str | None:
+    """Create the data dir and prove it takes a file; say why not (nothing else is written)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # the folders a session writes into, where they exist already
+        for folder in (path, *(p for p in (path / "paper", path / "runs", path / "logs")
+                               if p.is_dir())):
+            probe = folder / f".write-probe-{os.getpid()}"
+            with open(probe, "wb") as fh:
+                fh.write(b"ok")
+            os.remove(probe)
+    except (OSError, ValueError) as e:
+        from storage.errors import as_disk_error
+        disk = as_disk_error(e, path) if isinstance(e, OSError) else None
+        return f"cannot use {path}: " + (str(disk) if disk else f"{type(e).__name__}: {e}")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
         "data (or the bundled replay), headless or in a desktop window.")
     p.add_argument("--headless", action="store_true", help="run in the terminal, no window")
@@ -89,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window: start the session at launch")
     p.add_argument("--exit-on-finish", action="store_true",
                    help="window: quit once the report is written, with the session's exit code")
-    p.add_argument("--duration", type=_positive_float("--duration", 0.0, 7 * 24 * 60),
+    p.add_argument("--duration", type=_duration,
                    default=10.0, metavar="MIN",
                    help="session length in minutes of market-data time (default 10)")
     p.add_argument("--source", choices=("auto", "bitunix", "replay"), default="auto",
@@ -102,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              600_000),
                    default=1000, metavar="N", help="delay from signal to fill (default 1000)")
     p.add_argument("--symbol", type=_symbol, default="BTCUSDT")
-    p.add_argument("--data-dir", type=Path, metavar="DIR",
+    p.add_argument("--data-dir", type=_data_dir, metavar="DIR",
                    help="where logs, state, journal and reports go (default: per-user data "
                         "dir, or $BTC_LAPTOP_DATA_DIR)")
     p.add_argument("--seed", type=_int_range("--seed", 0, 2**31 - 1), default=0)
@@ -153,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--previous-exit", default="", help=argparse.SUPPRESS)
     g.add_argument("--give-up", default="", help=argparse.SUPPRESS)
     g.add_argument("--finalize", default="", help=argparse.SUPPRESS)
+    # set by the supervisor for its child: restarts it made so far; an error a restart cannot
+    # fix exits EXIT_NOT_RESTARTABLE so that it does not try
+    g.add_argument("--supervisor-restarts", type=_int_range("--supervisor-restarts", 0, 10**9),
+                   default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -189,9 +252,13 @@ def parse_config(argv: list[str]):
     if args.chaos:
         from trading.runtime.exchange import ChaosPlan
         try:
-            ChaosPlan.parse(args.chaos)
+            plan = ChaosPlan.parse(args.chaos)
         except ValueError as e:
             parser.error(f"argument --chaos: {e}")
+        late = [str(f) for f in plan if f.at_s > args.duration * 60]
+        if late:
+            parser.error(f"argument --chaos: {', '.join(late)} would fire after the session "
+                         f"ends ({args.duration:g} min)")
         if args.source == "bitunix":
             parser.error("argument --chaos: faults are injected by the local exchange; "
                          "they need --source replay or auto")
@@ -208,12 +275,17 @@ def parse_config(argv: list[str]):
             load_market_file(args.replay_file)
         except (ValueError, OSError) as e:
             parser.error(f"argument --replay-file: {e}")
-    if args.data_dir is not None:
-        problem = _unusable_dir(args.data_dir)
-        if problem:
-            parser.error(f"argument --data-dir: {problem}")
-    from storage.paths import default_data_dir
+    from storage.paths import DATA_DIR_ENV, default_data_dir
     data_dir = args.data_dir or default_data_dir()
+    where = "--data-dir" if args.data_dir is not None else (
+        f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV, "").strip() else "the data dir")
+    problem = _unusable_dir(data_dir) or _make_data_dir(data_dir)
+    if problem:
+        parser.error(f"argument {where}: {problem}")
+    from storage.errors import check_free_space
+    problem = check_free_space(data_dir)
+    if problem:
+        parser.error(f"argument {where}: {problem}")
     cfg = SessionConfig(
         data_dir=data_dir, duration_min=args.duration, source=args.source,
         replay_file=args.replay_file, speed=args.speed, symbol=args.symbol, seed=args.seed,
@@ -222,7 +294,7 @@ def parse_config(argv: list[str]):
         spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
         inject_crash_after_s=args.inject_crash_after_s,
         inject_hang_after_s=args.inject_hang_after_s, resume=args.resume,
-        previous_exit=args.previous_exit,
+        previous_exit=args.previous_exit, supervisor_restarts=args.supervisor_restarts,
         progress_stream=None if args.quiet else sys.stdout)
     if args.resume and not args.run_id:
         parser.error("argument --resume: needs --run-id")
@@ -245,7 +317,8 @@ def run_headless(cfg, args) -> int:
     def make_session(resume: bool) -> Session:
         # the first segment runs as asked (a supervisor's child may already be resuming);
         # a watchdog restart resumes the same run from the state file and journal
-        c = dataclasses.replace(cfg, resume=True, previous_exit="") if resume else cfg
+        c = dataclasses.replace(cfg, resume=True, previous_exit="", watchdog_resume=True) \
+            if resume else cfg
         s = Session(c, run_id=run_id)
         made[:] = [s]  # only the live segment is kept
         return s
@@ -270,12 +343,33 @@ def run_headless(cfg, args) -> int:
             signal.signal(sig, lambda n, f, why=why: dog.request_stop(why))
         code = dog.run()
         session = made[-1]
+    from storage.logger import redact
     report = session.final_report or {}
-    print(f"{report.get('status', 'error').upper()}: pnl {report.get('pnl_absolute', 0):+.2f} "
-          f"USDT, fills {report.get('fills', 0)}, restarts {report.get('restarts', 0)}, "
-          f"reconnects {report.get('reconnects', 0)}, report "
-          f"{getattr(session, 'run_dir', '?')}/final_report.json", flush=True)
+    if report.get("status") != "success" and report.get("error"):
+        print(redact(f"error: {report['error']}"), file=sys.stderr, flush=True)
+    print(redact(f"{report.get('status', 'error').upper()}: pnl "
+                 f"{report.get('pnl_absolute', 0):+.2f} USDT, fills {report.get('fills', 0)}, "
+                 f"restarts {report.get('restarts', 0)}, reconnects "
+                 f"{report.get('reconnects', 0)}, report "
+                 f"{getattr(session, 'run_dir', '?')}/final_report.json"), flush=True)
+    if code and args.supervisor_restarts is not None and session.final_report is not None:
+        # the books are closed (report attempted): a supervisor must not start the run again
+        return EXIT_NOT_RESTARTABLE
     return code
+
+
+def lock_data_dir(data_dir: Path):
+    """Take the data dir's one-writer lock, or print who holds it and exit 2."""
+    from storage.lock import DataDirLocked, acquire_data_dir_lock
+    from storage.logger import redact
+    try:
+        return acquire_data_dir_lock(Path(data_dir))
+    except DataDirLocked as e:
+        print(f"main.py: error: {redact(str(e))}", file=sys.stderr, flush=True)
+    except OSError as e:
+        print(f"main.py: error: cannot lock the data dir {redact(str(data_dir))}: "
+              f"{redact(str(e))}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USAGE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,12 +378,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.headless:
         from gui.app import run_gui
         return run_gui(args, cfg, argv)
-    if args.supervise:
-        from trading.runtime.supervisor import supervise
-        return supervise(argv, data_dir=Path(cfg.data_dir), run_id=args.run_id,
-                         restart_delay_s=args.restart_delay_s, max_restarts=args.max_restarts,
-                         restart_window_s=args.restart_window_s)
-    return run_headless(cfg, args)
+    lock = lock_data_dir(Path(cfg.data_dir))
+    try:
+        if args.supervise:
+            from trading.runtime.supervisor import supervise
+            return supervise(argv, data_dir=Path(cfg.data_dir), run_id=args.run_id,
+                             restart_delay_s=args.restart_delay_s,
+                             max_restarts=args.max_restarts,
+                             restart_window_s=args.restart_window_s, lock=lock)
+        return run_headless(cfg, args)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ class SessionController(QObject):
 
         def make_session(resume: bool) -> Session:
             # a watchdog restart resumes the same run from the state file and the journal
-            c = dataclasses.replace(config, resume=True, previous_exit="") if resume else config
+            c = dataclasses.replace(config, resume=True, previous_exit="",
+                                    watchdog_resume=True) if resume else config
             session = Session(c, run_id=run_id, publish=publish)
             self._session = session
             return session

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from storage.errors import DiskError, as_disk_error
 from storage.logger import get_logger
 from storage.paths import unique_corrupt_path
 
@@ -37,6 +38,12 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("report_dir", "TEXT"),
         ("settings_json", "TEXT"),
         ("stopped_reason", "TEXT"),
+        ("starting_cash", "TEXT"),  # the paper account's cash when the run began
+        ("starting_position", "TEXT"),  # JSON Position.to_dict() when the run began
+        ("final_cash", "TEXT"),  # ... and when it ended (after any flatten)
+        ("final_position", "TEXT"),
+        ("restarts", "INTEGER"),
+        ("error", "TEXT"),
     ),
     "orders": (
         ("order_id", "TEXT PRIMARY KEY"),
@@ -137,29 +144,46 @@ def _to_sql(value: Any) -> Any:
     return value
 
 
-def _is_environmental(exc: sqlite3.DatabaseError) -> bool:
-    # Locked or unopenable says nothing about the file's content: never move a healthy journal.
-    name = getattr(exc, "sqlite_errorname", "")
-    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")) or (
-        "locked" in str(exc).lower()
-    )
+def _is_content_error(exc: sqlite3.DatabaseError) -> bool:
+    # Only SQLite's own verdict on the bytes (corrupt, not a database) condemns a journal; full,
+    # read-only, I/O error, locked or unopenable say nothing about its content.
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
 
 
 def _integrity_error(path: Path) -> str | None:
+    """Run PRAGMA quick_check; return why the file is corrupt, or None if it is sound.
+
+    Raises DiskError when the check could not be *made* (disk full, I/O error, locked, ...):
+    only a check that ran and failed, or SQLite calling the bytes corrupt, is corruption.
+    """
     # Read-only: closing a read-write connection would checkpoint a WAL into (or delete it
     # next to) a damaged file, destroying what is left to inspect.
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _disk(exc, path) from exc
     try:
         rows = conn.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
-        if _is_environmental(exc):
-            raise
+        if not _is_content_error(exc):
+            raise _disk(exc, path) from exc
         return f"{type(exc).__name__}: {exc}"
     finally:
         conn.close()
     if rows == [("ok",)]:
         return None
     return "quick_check: " + "; ".join(str(row[0]) for row in rows[:10])
+
+
+def _disk(exc: BaseException, path: Path) -> DiskError:
+    return as_disk_error(exc, Path(path).parent) or DiskError(
+        f"the journal {path} cannot be used right now ({type(exc).__name__}: {exc}); it was "
+        f"left as it is", path=Path(path))
 
 
 def _move_aside(path: Path, error: str) -> Path:
@@ -219,20 +243,34 @@ class Journal:
     def open(cls, path: Path) -> Journal:
         """Open or create the journal at path; move a corrupt file aside and start afresh."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _disk(exc, path) from exc
         repaired_from: Path | None = None
         if path.is_file():
             error = _integrity_error(path)
             if error is not None:
                 repaired_from = _move_aside(path, error)
-        return cls._wrap(path, _connect(path), repaired_from)
+        try:
+            conn = _connect(path)
+        except sqlite3.Error as exc:
+            raise _disk(exc, path) from exc
+        return cls._wrap(path, conn, repaired_from)
 
     @classmethod
     def _wrap(cls, path: Path, conn: sqlite3.Connection, repaired_from: Path | None) -> Journal:
         try:
+            conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             return cls(path, conn, repaired_from)
+        except sqlite3.Error as exc:
+            conn.close()
+            disk = as_disk_error(exc, path.parent)
+            if disk is not None:
+                raise disk from exc
+            raise
         except BaseException:
             conn.close()
             raise
@@ -260,8 +298,16 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[Database]:
-        with self._lock, self._db.atomic() as db:
-            yield db
+        # one transaction; a disk that refuses it is a DiskError (the caller ends the session
+        # with advice), never taken for corruption
+        try:
+            with self._lock, self._db.atomic() as db:
+                yield db
+        except sqlite3.Error as exc:
+            disk = as_disk_error(exc, self.path.parent)
+            if disk is not None:
+                raise disk from exc
+            raise
 
     def _select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -286,6 +332,23 @@ class Journal:
         row = self._row("sessions", {**fields, "run_id": run_id})
         with self._write() as db:
             db.table("sessions").upsert(row, pk="run_id")
+
+    def mark_abandoned(self, keep_run_id: str | None, ended_ts: int) -> list[str]:
+        """Mark every session still "running" (but keep_run_id) as abandoned; return their ids.
+
+        Called by the data dir's lock holder at start: a "running" row of any other run belongs
+        to a process that is gone (one process owns a data dir at a time).
+        """
+        with self._write() as db:
+            rows = [r[0] for r in db.execute(
+                "SELECT run_id FROM sessions WHERE status = 'running' AND run_id IS NOT ?",
+                (keep_run_id,)).fetchall()]
+            for run_id in rows:
+                db.execute("UPDATE sessions SET status = 'abandoned', ended_ts = ?, exit_code = "
+                           "COALESCE(exit_code, 1), stopped_reason = COALESCE(stopped_reason, "
+                           "'the process ended without closing the session') WHERE run_id = ?",
+                           (ended_ts, run_id))
+        return rows
 
     def sessions(self) -> list[dict[str, Any]]:
         """Return every session, newest started first."""
@@ -397,6 +460,10 @@ class Journal:
         return rows
 
     # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Close the connection; later calls raise sqlite3.ProgrammingError."""

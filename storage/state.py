@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from storage.errors import DiskError, as_disk_error
 from storage.logger import get_logger
 from storage.paths import unique_corrupt_path
 
@@ -60,7 +61,7 @@ def save_json_atomic(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _move_aside(path: Path, error: str) -> None:
+def _move_aside(path: Path, error: str) -> Path | None:
     corrupt_path: Path | None = unique_corrupt_path(path)
     try:
         os.rename(path, corrupt_path)
@@ -75,26 +76,52 @@ def _move_aside(path: Path, error: str) -> None:
             "error": error,
         },
     )
+    return corrupt_path
 
 
-def load_state(path: Path, validate: Callable[[dict], Any] | None = None) -> dict | None:
-    """Return the state dict at path, or None if missing or corrupt (moved aside)."""
+MAX_STATE_BYTES = 64 * 1024 * 1024
+
+
+class CorruptState(ValueError):
+    """The state file was corrupt and has been moved aside (`corrupt_path`, `error`)."""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_state(path: Path, validate: Callable[[dict], Any] | None = None,
+               on_corrupt: Callable[[str, Path | None], None] | None = None) -> dict | None:
+    """Return the state dict at path, or None if missing or corrupt (moved aside, CRITICAL).
+
+    A file that cannot be *read* because of the disk (EACCES, EIO ...) is not corrupt: it stays
+    where it is and DiskError is raised. Anything wrong with the content — undecodable, not
+    JSON, NaN/Infinity, too deep, too large, or refused by `validate` (any exception) — is
+    corruption; `on_corrupt(error, corrupt_path)` is told.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        raw = path.read_bytes() if size <= MAX_STATE_BYTES else b""
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _move_aside(path, f"unreadable: {type(exc).__name__}: {exc}")
-        return None
+        raise (as_disk_error(exc, path.parent) or DiskError(
+            f"cannot read {path}: {type(exc).__name__}: {exc}", path=path)) from exc
     try:
-        data = json.loads(raw.decode("utf-8"))
+        if size > MAX_STATE_BYTES:
+            raise ValueError(f"{size:,} bytes: larger than any state file this app writes")
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         if not isinstance(data, dict):
             raise TypeError(f"top level is {type(data).__name__}, not an object")
         if validate is not None:
             validate(data)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        # UnicodeDecodeError and JSONDecodeError are ValueErrors; absurdly deep nesting recurses.
-        _move_aside(path, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - whatever the content does, it is not trusted
+        # UnicodeDecodeError and JSONDecodeError are ValueErrors; absurd nesting recurses;
+        # huge numbers overflow; a validator may raise anything on hostile input
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        moved = _move_aside(path, error)
+        if on_corrupt is not None:
+            on_corrupt(error, moved)
         return None
     return data

@@ -18,6 +18,7 @@ from trading.model import (MONEY_Q, Fill, FundingApplied, FundingInfo, Ledger, O
                            Quote, Side, px_dec)
 
 BPS = Decimal("0.0001")
+MAX_STARTING_CASH = Decimal("1e12")  # USDT; the command line allows the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,8 @@ class BrokerConfig:
             if not isinstance(v, Decimal) or not v.is_finite():
                 problems.append(f"{name} must be a finite number")
                 object.__setattr__(self, name, Decimal("NaN"))
-        if self.starting_cash.is_finite() and not self.starting_cash > 0:
-            problems.append("starting_cash must be > 0")
+        if self.starting_cash.is_finite() and not 0 < self.starting_cash <= MAX_STARTING_CASH:
+            problems.append(f"starting_cash must be > 0 and <= {MAX_STARTING_CASH:.0e}")
         for name in ("taker_fee_bps", "maker_fee_bps", "slip_bps"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1000):

@@ -46,6 +46,19 @@ def _check_size(name: str, value: float) -> None:
         raise ValidationError(f"{name} must be finite and >= 0: {value!r}")
 
 
+def symbol_problem(symbol: object) -> str | None:
+    """Say what is wrong with a symbol (3-20 ASCII upper-case letters and digits), or None.
+
+    One rule for the command line, the Settings dialog and every file read back.
+    """
+    if not isinstance(symbol, str):
+        return "must be text"
+    if not (3 <= len(symbol) <= 20 and symbol.isascii() and symbol.isalnum()
+            and symbol == symbol.upper()):
+        return "must be 3-20 ASCII upper-case letters and digits (e.g. BTCUSDT)"
+    return None
+
+
 def px_dec(value: float) -> Decimal:
     """Return the exact decimal a float price was parsed from (shortest repr round-trip)."""
     return Decimal(repr(float(value)))

@@ -32,10 +32,13 @@ class BreakerConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and 1 <= v <= 1_000_000):
                 raise ValueError(f"breaker: {name} must be an integer >= 1")
-        for name in ("window_s", "cooldown_s", "max_session_loss_pct"):
+        limits = {"window_s": 7 * 86400.0, "cooldown_s": 7 * 86400.0,
+                  "max_session_loss_pct": 100.0}
+        for name, hi in limits.items():
             v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"breaker: {name} must be > 0")
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) and 0 < v <= hi):
+                raise ValueError(f"breaker: {name} must be > 0 and <= {hi:g}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "BreakerConfig":

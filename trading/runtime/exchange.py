@@ -70,6 +70,8 @@ FAULT_KINDS: dict[str, tuple[str | None, float | int | None]] = {
     "flood": ("count", 50_000),
 }
 
+MAX_CHAOS_SECONDS = 7 * 86400.0  # no session is longer than a week
+MAX_STALL_SECONDS = 3600.0  # a stall is wall time: an hour of silence is already a dead feed
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$", re.IGNORECASE)
 
 
@@ -77,9 +79,14 @@ def _seconds(text: str) -> float:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 1.5m, 500ms)")
+    if len(m.group(1)) > 15:
+        raise ValueError(f"not a duration: {text!r} (too many digits)")
     value = float(m.group(1))
     unit = (m.group(2) or "s").lower()
-    return value * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+    secs = value * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+    if not (math.isfinite(secs) and secs <= MAX_CHAOS_SECONDS):
+        raise ValueError(f"{text!r} is beyond {MAX_CHAOS_SECONDS / 86400:g} days")
+    return secs
 
 
 @dataclass(frozen=True)
@@ -161,8 +168,9 @@ def _parse_fault(item: str) -> Fault:
             dur = _seconds(arg_text)
         except ValueError as e:
             raise ValueError(f"chaos item {item!r}: bad duration: {e}") from None
-        if dur <= 0:
-            raise ValueError(f"chaos item {item!r}: duration must be > 0")
+        if dur <= 0 or dur > MAX_STALL_SECONDS:
+            raise ValueError(f"chaos item {item!r}: duration must be > 0 and at most "
+                             f"{MAX_STALL_SECONDS:g}s")
         return Fault(kind, at_s, dur)
     try:
         value = int(arg_text)

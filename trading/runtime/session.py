@@ -33,9 +33,16 @@ from trading.model import (Candle, FeedReconnected, FundingApplied, FundingInfo,
 from trading.risk import BreakerConfig, CircuitBreaker
 from trading.runtime.execution import DataClock, ExecutionWorker, LiveClock
 from trading.runtime.feed import FeedConfig, MarketFeed
+from trading.state_schema import validate_state_doc
 from trading.strategy import EmaMomentumStrategy, MomentumParams
 
 log = logging.getLogger("btc_laptop_agents.session")
+
+
+def as_disk_error(exc):
+    """The storage layer's disk-error classifier (imported late: storage sits beside us)."""
+    from storage.errors import as_disk_error as classify
+    return classify(exc)
 
 SOURCES = ("auto", "bitunix", "replay")
 
@@ -83,6 +90,8 @@ class SessionConfig:
     inject_hang_after_s: float | None = None  # stop the session loop's heartbeat (once)
     resume: bool = False  # continue run_id from the state file and journal (crash-only restart)
     previous_exit: str = ""  # how the previous segment ended, when a supervisor knows
+    supervisor_restarts: int | None = None  # restarts the process supervisor made so far
+    watchdog_resume: bool = False  # this segment is an in-process watchdog restart
     state_save_every_s: float = 1.0  # wall seconds between periodic state saves
     progress_stream: object = None  # file-like for the one-line status; None = quiet
 
@@ -135,6 +144,8 @@ class Session:
         from storage.paths import DataPaths  # storage sits beside the runtime shell
         self.config = config
         self.run_id = run_id or new_run_id()
+        from storage.logger import register_identifier
+        register_identifier(self.run_id)  # the project's own id stays readable in every output
         self.paths = DataPaths(Path(config.data_dir)).ensure()
         self.publish = publish or (lambda kind, payload: None)
         self.lock = threading.RLock()
@@ -194,7 +205,12 @@ class Session:
         self.restarts = 0
         self.segments: list[dict] = []
         self.injected: dict = {}
-        self.repairs: list[str] = []
+        self.repairs: list[str] = []  # every state repair of the run, all segments
+        self.watchdog_restarts = 0
+        self.account_note = ""  # where the paper account came from, in words
+        self.account_source = "new"  # new / carried / rebuilt / reset / resumed
+        self._start_position = self.broker.position.to_dict()
+        self.state_problem: str | None = None  # why the state file was not used, if it wasn't
         self._begun = False
         self._retime_pending = False
         self._resume_from_ts: int | None = None
@@ -242,13 +258,14 @@ class Session:
         try:
             from storage.journal import Journal
             self.beat()
+            from storage.errors import ensure_reserve
+            ensure_reserve(self.paths.root)
             self.journal = Journal.open(self.paths.journal_file)
+            self._mark_abandoned()
             self._load_or_resume()
             if self.outcome == "already finished":
                 return self.outcome
-            self.journal.start_session(
-                self.run_id, started_ts=int(self.started_wall * 1000), source=cfg.source,
-                symbol=cfg.symbol, status="running", settings_json=_json(self.settings()))
+            self._journal_session_start()
             log.info("session_starting", extra={"run_id": self.run_id, "segment": self.segment,
                                                 "resumed": self.resumed, **self.settings()})
             self.beat()
@@ -257,7 +274,7 @@ class Session:
             if self.abort_event.is_set():
                 raise SessionError(f"aborted: {self.abort_reason}")
             if self.worker_errors:
-                raise SessionError(f"execution worker failed: {self.worker_errors[0]!r}")
+                self._raise_worker_error()
             if self.stop_event.is_set():
                 self.outcome = "stopped"
                 self._safe_flatten(raise_errors=True)
@@ -270,11 +287,17 @@ class Session:
             self._safe_flatten()
             self.outcome = "stopped"
         except Exception as e:  # noqa: BLE001 - a crash: the watchdog or the report handles it
-            self.error = f"{type(e).__name__}: {e}"
+            disk = as_disk_error(e) or next(
+                (d for d in map(as_disk_error, self.worker_errors) if d), None)
+            self.error = str(disk) if disk else f"{type(e).__name__}: {e}"
             self.error_count += 1
             self.outcome = "crashed"
-            self.fatal = isinstance(e, FatalSessionError)
-            if self.abort_event.is_set():  # the watchdog ended it and has logged why
+            # a restart cannot fix a strategy bug, missing data or the disk
+            self.fatal = isinstance(e, FatalSessionError) or disk is not None
+            if disk is not None:
+                log.critical("disk_error", extra={"run_id": self.run_id, "error": self.error,
+                                                  "segment": self.segment})
+            elif self.abort_event.is_set():  # the watchdog ended it and has logged why
                 log.warning("session_aborted", extra={"run_id": self.run_id,
                                                       "reason": self.abort_reason,
                                                       "segment": self.segment})
@@ -295,6 +318,44 @@ class Session:
             except Exception:  # noqa: BLE001
                 log.exception("journal_close_failed")
 
+    def _reopen_journal(self) -> None:
+        """Finalize needs the journal even after the watchdog closed it (give-up path)."""
+        from storage.journal import Journal
+        if self.journal is not None and not self.journal.closed:
+            return
+        try:
+            self.journal = Journal.open(self.paths.journal_file)
+        except Exception as e:  # noqa: BLE001 - the report is still written without it
+            self.journal = None
+            log.critical("journal_unavailable_at_finalize", extra={
+                "run_id": self.run_id, "error": str(as_disk_error(e) or e)})
+
+    def _raise_worker_error(self) -> None:
+        err = self.worker_errors[0]
+        disk = as_disk_error(err)
+        if disk is not None:
+            raise disk from err
+        raise SessionError(f"execution worker failed: {err!r}")
+
+    def _mark_abandoned(self) -> None:
+        """Runs the journal still calls "running" belong to a process that is gone: this one
+        holds the data dir's lock, so no other can be writing them."""
+        for run_id in self.journal.mark_abandoned(self.run_id, int(time.time() * 1000)):
+            log.warning("session_marked_abandoned", extra={
+                "abandoned_run_id": run_id, "reason": "left running by a process that ended "
+                                                      "without closing it"})
+
+    def _journal_session_start(self) -> None:
+        cfg = self.config
+        fields = dict(started_ts=int(self.started_wall * 1000), source=cfg.source,
+                      symbol=cfg.symbol, status="running", restarts=self.restarts,
+                      settings_json=_json(self.settings()))
+        if self.journal.session(self.run_id) is None:
+            # the account this run began with: what a rebuild from the journal starts from
+            fields.update(starting_cash=str(self.broker.ledger.starting_cash),
+                          starting_position=_json(self._start_position))
+        self.journal.start_session(self.run_id, **fields)
+
     def finalize_only(self, reason: str, error: str | None = None) -> int:
         """Close a run from its saved state without trading (stop during a restart pause, or a
         supervisor giving up): flatten at the last known quote and write the reports."""
@@ -303,8 +364,12 @@ class Session:
             self.journal = Journal.open(self.paths.journal_file)
             self._load_or_resume()
         except Exception as e:  # noqa: BLE001
-            self.error = f"{type(e).__name__}: {e}"
-            log.exception("finalize_only_failed")
+            disk = as_disk_error(e)
+            self.error = str(disk) if disk else f"{type(e).__name__}: {e}"
+            if disk is not None:
+                log.critical("finalize_only_failed", extra={"error": self.error})
+            else:
+                log.exception("finalize_only_failed")
         if self.outcome == "already finished":
             return self.exit_code
         self.stopped_reason = reason
@@ -318,6 +383,18 @@ class Session:
         """Close the whole session: flatten if it ended in error, write every report once."""
         if self.outcome == "already finished":
             return self.exit_code
+        from storage.errors import release_reserve
+        err = self.error or ""
+        if "disk full" in err or "quota exceeded" in err:
+            # the ballast kept for this moment makes room for the report and the journal row
+            if release_reserve(self.paths.root):
+                log.warning("disk_reserve_released", extra={"run_id": self.run_id})
+        self._reopen_journal()
+        if self.outcome in ("completed", "stopped") and give_up_reason is None \
+                and self.start_data_ts is None:
+            # stopped or timed out before a single price arrived: nothing was paper-traded
+            give_up_reason = "no market data was received"
+            self.error = give_up_reason
         if self.outcome in ("completed", "stopped") and give_up_reason is None:
             self.status, self.exit_code = "success", 0
         else:
@@ -332,15 +409,24 @@ class Session:
 
     # ------------------------------------------------------------------ account / state
     def _validate_state(self, d: dict) -> None:
+        """Judge a state document as strictly as typed input; raise on anything wrong."""
+        validate_state_doc(d, self.config.broker)
         probe = PaperBroker(self.config.broker)
         probe.restore(d["broker"])
         if not probe.ledger.reconciles():
             raise ValueError("ledger does not reconcile")
+        CircuitBreaker(self.config.breaker).restore(d["breaker"])
+
+    def _on_corrupt_state(self, error: str, moved) -> None:
+        where = f"moved to {moved}" if moved else "could not be moved aside"
+        self.state_problem = f"the state file was corrupt ({error}); it was {where}"
+        self.repairs.append(f"state file corrupt, {where}: {error[:300]}")
 
     def _load_or_resume(self) -> None:
         """Start fresh (carrying the paper account over) or resume this run from disk."""
         from storage.state import load_state
-        state = load_state(self.paths.state_file, validate=self._validate_state)
+        state = load_state(self.paths.state_file, validate=self._validate_state,
+                           on_corrupt=self._on_corrupt_state)
         if self.config.resume and state is not None and state.get("run_id") == self.run_id:
             if state.get("status") != "running":
                 log.warning("resume_not_needed", extra={"run_id": self.run_id,
@@ -350,29 +436,103 @@ class Session:
                 return
             self._resume_from(state)
         else:
-            if self.config.resume:
+            cfg = self.config
+            if cfg.resume:
+                # killed before its first state save, or its state file was corrupt: the run
+                # goes on from the journal's record of it (every restart still counted)
+                self.restarts = (cfg.supervisor_restarts or 0) + (1 if cfg.watchdog_resume
+                                                                   else 0)
+                self.watchdog_restarts = 1 if cfg.watchdog_resume else 0
                 log.warning("resume_without_state", extra={
-                    "run_id": self.run_id, "reason": "no running state for this run; "
-                    "starting it from the beginning"})
-            self._load_account(state)
+                    "run_id": self.run_id, "restarts": self.restarts,
+                    "reason": self.state_problem or "no running state for this run; "
+                    "starting it from the journal's record"})
+                if not self._continue_from_journal():
+                    self._load_account(state)
+            else:
+                self.restarts = cfg.supervisor_restarts or 0
+                self._load_account(state)
+        self._start_position = self.broker.position.to_dict()
         self.segments.append({"segment": self.segment, "started": iso(time.time() * 1000),
                               "ended": None, "exit_reason": None})
         self._save_state("running")
 
+    def _continue_from_journal(self) -> bool:
+        """Resume this run's ledger from its journalled fills when its state file is gone."""
+        from trading.runtime.recovery import rebuild_account
+        try:
+            got = rebuild_account(self.journal, self.config.broker, only_run=self.run_id)
+        except Exception as e:  # noqa: BLE001 - hostile journal rows: fall back to carry-over
+            log.error("journal_rebuild_failed", extra={"run_id": self.run_id, "error": str(e)})
+            return False
+        if got is None:
+            return False
+        self.broker = got.broker
+        self.broker.order_prefix = self.run_id
+        self.starting_equity = got.broker.ledger.starting_cash
+        self.fills = [dict(r) for r in self.journal.fills(self.run_id)]
+        for row in self.fills:
+            from trading.model import Fill
+            self._count_round_trip(Fill.from_dict(row))
+        self._set_account("rebuilt", f"this run's account was rebuilt from {got.how}"
+                          + (f" because {self.state_problem}" if self.state_problem else ""))
+        return True
+
+    def _set_account(self, source: str, note: str) -> None:
+        self.account_source, self.account_note = source, note
+        if source in ("rebuilt", "reset"):
+            # said in words wherever the user looks: the log (CRITICAL), the console, the
+            # window's log and banner, and the report
+            log.critical("account_" + source, extra={"run_id": self.run_id, "note": note,
+                                                     "cash": str(self.broker.ledger.cash)})
+            stream = self.config.progress_stream
+            if stream is not None:
+                print(f"ACCOUNT {source.upper()}: {note}", file=stream, flush=True)
+            self.publish("account_notice", {"source": source, "note": note})
+        else:
+            name = "account_carried_over" if source == "carried" else "account_" + source
+            log.info(name, extra={"run_id": self.run_id, "note": note})
+
     def _load_account(self, state: dict | None) -> None:
-        """Carry the paper account over from the last session's state file (unless reset)."""
-        if state is None or self.config.reset_account:
+        """Carry the paper account over: from the state file, else rebuilt from the journal."""
+        cfg = self.config
+        start = cfg.broker.starting_cash
+        if cfg.reset_account:
+            self._set_account("reset", f"--reset-account: the account starts from the starting "
+                                       f"balance {start} USDT as asked")
+            self.account_source = "reset (asked)"
             return
-        prev = PaperBroker(self.config.broker)
-        prev.restore(state["broker"])
+        if state is not None:
+            prev = PaperBroker(cfg.broker)
+            prev.restore(state["broker"])
+            self._take_account(prev)
+            self._set_account("carried", f"carried over from run {state.get('run_id')}")
+            return
+        from trading.runtime.recovery import rebuild_account
+        try:
+            got = rebuild_account(self.journal, cfg.broker)
+        except Exception as e:  # noqa: BLE001 - hostile rows must not stop the session
+            log.error("journal_rebuild_failed", extra={"error": f"{type(e).__name__}: {e}"})
+            got = None
+        why = self.state_problem or "the state file was missing"
+        if got is not None:
+            self._take_account(got.broker)
+            self._set_account("rebuilt", f"{why}; the account was rebuilt from the journal: "
+                                         f"{got.how} (cash {got.broker.ledger.cash} USDT, "
+                                         f"position {got.broker.position.qty})")
+        elif self.state_problem:
+            self._set_account("reset", f"{why}, and the journal holds no account to rebuild "
+                                       f"it from: the account was RESET to the starting "
+                                       f"balance {start} USDT")
+        else:
+            self._set_account("new", f"a new paper account with {start} USDT")
+
+    def _take_account(self, prev: PaperBroker) -> None:
         cash = prev.ledger.cash
         self.broker.ledger.starting_cash = cash
         self.broker.ledger.cash = cash
         self.broker.position = prev.position
         self.starting_equity = cash + prev.unrealized()
-        log.info("account_carried_over", extra={
-            "from_run": state.get("run_id"), "cash": str(cash),
-            "position_qty": str(prev.position.qty)})
 
     def _resume_from(self, state: dict) -> None:
         """Crash-only recovery: the state file, reconciled against the journal (truth for fills)."""
@@ -400,8 +560,20 @@ class Session:
         self._open_fees = Decimal(sess.get("open_fees", "0"))
         self._open_realized = Decimal(sess.get("open_realized", "0"))
         self.injected = dict(sess.get("injected", {}))
+        self.account_source = sess.get("account_source", "resumed")
+        self.account_note = sess.get("account_note", "")
         self.segments = list(sess.get("segments", []))
-        self.restarts = int(sess.get("restarts", 0)) + 1
+        self.repairs = list(sess.get("repairs", [])) + self.repairs
+        earlier_repairs = len(self.repairs)
+        cfg = self.config
+        self.watchdog_restarts = int(sess.get("watchdog_restarts", 0)) + (
+            1 if cfg.watchdog_resume else 0)
+        if cfg.supervisor_restarts is not None:
+            # every restart counted by whoever made it: the supervisor's (some killed a child
+            # before it saved anything) plus the in-process watchdog's
+            self.restarts = cfg.supervisor_restarts + self.watchdog_restarts
+        else:
+            self.restarts = int(sess.get("restarts", 0)) + 1
         self.segment = len(self.segments) + 1
         if self.segments and not self.segments[-1].get("ended"):
             last = self.segments[-1]
@@ -444,7 +616,7 @@ class Session:
             self.repairs.append(f"funding {delta} from the journal applied")
         if not self.broker.ledger.reconciles():
             raise SessionError("restored ledger does not reconcile")
-        for r in self.repairs:
+        for r in self.repairs[earlier_repairs:]:
             log.warning("state_repaired_from_journal", extra={"run_id": self.run_id,
                                                               "repair": r})
         self.fills = [dict(r) for r in j.fills(self.run_id)]
@@ -479,7 +651,7 @@ class Session:
             self.publish("fill", f)
         self._event(int(time.time() * 1000), "session_resumed", {
             "segment": self.segment, "position_qty": str(pos.qty),
-            "repairs": self.repairs, "previous_exit": self.segments[-1]["exit_reason"]
+            "repairs": self.repairs[earlier_repairs:], "previous_exit": self.segments[-1]["exit_reason"]
             if self.segments else ""})
 
     def remaining_ms(self) -> int:
@@ -508,8 +680,8 @@ class Session:
             self.segments[-1]["exit_reason"] = reason
             try:
                 self._save_state("running")
-            except Exception:  # noqa: BLE001
-                log.exception("state_save_failed")
+            except Exception as e:  # noqa: BLE001
+                _log_write_failure("state_save_failed", e)
 
     def _close_segment(self) -> None:
         if not self.segments:
@@ -522,8 +694,8 @@ class Session:
             }.get(self.outcome, f"crashed: {self.abort_reason or self.error}")
         try:
             self._save_state("running")
-        except Exception:  # noqa: BLE001
-            log.exception("state_save_failed")
+        except Exception as e:  # noqa: BLE001
+            _log_write_failure("state_save_failed", e)
 
     def _save_state(self, status: str) -> None:
         """Write the state file atomically (after the journal: the journal is the truth)."""
@@ -545,7 +717,10 @@ class Session:
             "started_wall": self.started_wall, "source_used": self.source_used,
             "offline_fallback": self.offline_fallback, "fallback_reason": self.fallback_reason,
             "starting_equity": str(self.starting_equity),
-            "restarts": self.restarts, "segments": self.segments, "injected": self.injected,
+            "restarts": self.restarts, "watchdog_restarts": self.watchdog_restarts,
+            "repairs": self.repairs, "account_source": self.account_source,
+            "account_note": self.account_note,
+            "segments": self.segments, "injected": self.injected,
             "round_trips": [str(x) for x in self.round_trips],
             "feed_totals": self._feed_counts(),
             "open_fees": str(self._open_fees), "open_realized": str(self._open_realized),
@@ -1202,7 +1377,9 @@ class Session:
             "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
             "quotes": self.quotes_in, "stale_quotes_ignored": self.stale_quotes,
             "out_of_order_klines": self.candles.out_of_order, "restarts": self.restarts,
-            "segments": self.segments, "state_repairs": self.repairs, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "segments": self.segments, "state_repairs": self.repairs,
+            "account_source": self.account_source, "account_note": self.account_note,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
             "error": self.error,
         }
 
@@ -1219,24 +1396,43 @@ class Session:
         segments = [{**seg, "duration_seconds": _seconds_between(seg.get("started"),
                                                                  seg.get("ended"))}
                     for seg in self.segments]
-        run_dir = write_run_reports(
-            self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
-            candles=[c.to_dict() for c in self.closed_candles], equity=self.equity_curve,
-            settings=self.settings(), feed=feed, events=self.events_log, segments=segments)
+        from storage.reports import run_dir_name
+        run_dir = self.paths.runs_dir / run_dir_name(self.run_id)
+        try:
+            run_dir = write_run_reports(
+                self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
+                candles=[c.to_dict() for c in self.closed_candles], equity=self.equity_curve,
+                settings=self.settings(), feed=feed, events=self.events_log, segments=segments)
+        except Exception as e:  # noqa: BLE001 - the session must still close its books
+            why = _log_write_failure("report_write_failed", e, run_id=self.run_id)
+            self.status, self.exit_code = "error", 1
+            self.error = f"the report could not be written: {why}" + (
+                f" (the session had: {self.error})" if self.error else "")
+            self.stopped_reason = self.stopped_reason or f"error: {self.error}"
+            report = self.report()
         self.run_dir = run_dir
         # commit order at the end: reports, then the state file says "finished" (a kill between
         # the two resumes the run, finds no time left and writes the same reports again)
         try:
             self._save_state("finished" if self.status == "success" else "error")
-        except Exception:  # noqa: BLE001
-            log.exception("state_save_failed")
+        except Exception as e:  # noqa: BLE001
+            _log_write_failure("state_save_failed", e, run_id=self.run_id)
         if self.journal is not None:
+            # every path ends the journal's row: success, error, give-up, a failed report
+            with self.lock:
+                final_cash = str(self.broker.ledger.cash)
+                final_position = _json(self.broker.position.to_dict())
             try:
                 self.journal.end_session(self.run_id, ended_ts=int(time.time() * 1000),
                                          status=self.status, exit_code=self.exit_code,
                                          pnl_absolute=str(report["pnl_absolute"]),
                                          report_dir=str(run_dir),
-                                         stopped_reason=self.stopped_reason)
+                                         stopped_reason=self.stopped_reason,
+                                         final_cash=final_cash, final_position=final_position,
+                                         restarts=self.restarts, error=self.error)
+            except Exception as e:  # noqa: BLE001
+                _log_write_failure("journal_end_session_failed", e, run_id=self.run_id)
+            try:
                 self.journal.close()
             except Exception:  # noqa: BLE001
                 log.exception("journal_close_failed")
@@ -1246,6 +1442,17 @@ class Session:
             "report_dir": str(run_dir), "stopped_reason": self.stopped_reason})
         self.final_report = report
         self.publish("finished", report)
+
+
+def _log_write_failure(event: str, exc: BaseException, **extra) -> str:
+    """Log a failed write: a disk error as one CRITICAL line with advice, anything else with
+    its traceback. Return the text for the report."""
+    disk = as_disk_error(exc)
+    if disk is not None:
+        log.critical(event, extra={"error": str(disk), **extra})
+        return str(disk)
+    log.error(event, exc_info=exc, extra={"error": f"{type(exc).__name__}: {exc}", **extra})
+    return f"{type(exc).__name__}: {exc}"
 
 
 def probe_bitunix(ws_url: str, timeout_s: float) -> tuple[bool, str]:

@@ -22,11 +22,13 @@ log = logging.getLogger("btc_laptop_agents.supervisor")
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 _OWN_FLAGS = {"--supervise"}
-_VALUE_FLAGS = {"--run-id", "--previous-exit", "--give-up", "--finalize"}
+_VALUE_FLAGS = {"--run-id", "--previous-exit", "--give-up", "--finalize",
+                "--supervisor-restarts"}
+EXIT_NOT_RESTARTABLE = 3  # main.py's child code for an error a restart cannot fix
 
 
 def child_argv(argv: list[str], run_id: str, resume: bool, previous_exit: str = "",
-               give_up: str = "") -> list[str]:
+               give_up: str = "", restarts: int = 0) -> list[str]:
     """Build the child's command line from the parent's, minus the supervisor's own flags."""
     out, skip = [], False
     for a in argv:
@@ -40,7 +42,7 @@ def child_argv(argv: list[str], run_id: str, resume: bool, previous_exit: str = 
             skip = "=" not in a
             continue
         out.append(a)
-    out += ["--run-id", run_id]
+    out += ["--run-id", run_id, "--supervisor-restarts", str(restarts)]
     if resume:
         out += ["--resume", "--previous-exit", previous_exit or "child exited"]
     if give_up:
@@ -52,10 +54,12 @@ def _run_closed(data_dir: Path, run_id: str) -> bool:
     """Whether the state file says run_id ended for good (finished or error)."""
     import json
     try:
-        doc = json.loads((data_dir / "paper" / "broker_state.json").read_text())
-    except (OSError, ValueError):
+        raw = (data_dir / "paper" / "broker_state.json").read_bytes()[:64 * 1024 * 1024]
+        doc = json.loads(raw)
+    except Exception:  # noqa: BLE001 - unreadable or hostile: the child will judge it
         return False
-    return doc.get("run_id") == run_id and doc.get("status") in ("finished", "error")
+    return isinstance(doc, dict) and doc.get("run_id") == run_id and \
+        doc.get("status") in ("finished", "error")
 
 
 def describe_exit(rc: int) -> str:
@@ -69,8 +73,12 @@ def describe_exit(rc: int) -> str:
 
 def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
               restart_delay_s: float = 5.0, max_restarts: int = 5,
-              restart_window_s: float = 3600.0) -> int:
-    """Run and restart the session child until it finishes; return the exit code."""
+              restart_window_s: float = 3600.0, lock=None) -> int:
+    """Run and restart the session child until it finishes; return the exit code.
+
+    `lock` is the data dir's DataDirLock: every child gets its descriptor, so the data dir
+    stays locked while the supervisor or a child lives, and by no one after both are gone.
+    """
     from trading.runtime.session import new_run_id
     run_id = run_id or new_run_id()
     pid_file = Path(data_dir) / "paper" / "child.pid"
@@ -88,11 +96,23 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
     recent: deque[float] = deque()
     resume, previous = False, ""
     restarts = 0
+    popen_kw: dict = {}
+    if lock is not None:
+        popen_kw["env"] = {**os.environ, **lock.child_env()}
+        if os.name != "nt" and lock.fd >= 0:
+            popen_kw["pass_fds"] = (lock.fd,)
+
+    def call(cmd: list[str]) -> int:
+        return subprocess.call(cmd, **popen_kw)
+
     try:
         while True:
-            cmd = child_argv(argv, run_id, resume, previous)
-            child = subprocess.Popen(cmd)
-            pid_file.write_text(str(child.pid))
+            cmd = child_argv(argv, run_id, resume, previous, restarts=restarts)
+            child = subprocess.Popen(cmd, **popen_kw)
+            try:
+                pid_file.write_text(str(child.pid))
+            except OSError:
+                pass  # only a convenience for people watching; a full disk must not stop us
             print(f"supervisor: run {run_id}: child pid {child.pid} "
                   f"({'resuming' if resume else 'starting'})", flush=True)
             rc = child.wait()
@@ -102,6 +122,10 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
                 return rc if rc > 0 else 1
             if rc == 2:  # a usage error will not get better by restarting
                 return rc
+            if rc == EXIT_NOT_RESTARTABLE:  # the child said why (e.g. the disk is full)
+                print("supervisor: the session ended with an error a restart cannot fix; "
+                      "not restarting", file=sys.stderr, flush=True)
+                return 1
             if rc > 0 and _run_closed(Path(data_dir), run_id):
                 # the child wrote the final report itself (e.g. the watchdog gave up, or an
                 # error a restart cannot fix): restarting would only repeat it
@@ -116,15 +140,17 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
                 why = (f"supervisor gave up after {len(recent) - 1} restarts within "
                        f"{restart_window_s:.0f}s; last child: {previous}")
                 print(f"supervisor: {why}", file=sys.stderr, flush=True)
-                cmd = child_argv(argv, run_id, True, previous, give_up=why)
-                return subprocess.call(cmd) or 1
+                cmd = child_argv(argv, run_id, True, previous, give_up=why, restarts=restarts)
+                call(cmd)  # a last child closes the books with an error report
+                return 1
             print(f"supervisor: child {previous}; restarting run {run_id} in "
                   f"{restart_delay_s:g}s for the remaining time (restart {restarts})",
                   file=sys.stderr, flush=True)
             if stop.wait(restart_delay_s):
                 # stopped during the pause: close the books from the saved state
-                return subprocess.call(child_argv(argv, run_id, True, previous) +
-                                       ["--finalize", "stopped during a restart pause"])
+                code = call(child_argv(argv, run_id, True, previous, restarts=restarts) +
+                            ["--finalize", "stopped during a restart pause"])
+                return 1 if code == EXIT_NOT_RESTARTABLE else code
             resume = True
     finally:
         signal.signal(signal.SIGINT, old_int)
