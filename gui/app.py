@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -9,6 +10,13 @@ import traceback
 from pathlib import Path
 
 log = logging.getLogger("btc_laptop_agents.gui")
+
+LOCKED_TITLE = "BTC Laptop Agents is already running"
+LOCKED_HEADLINE = ("Another BTC Laptop Agents window or session is using this data dir, so this "
+                   "one was not opened.")
+DATA_DIR_TITLE = "BTC Laptop Agents cannot start"
+DATA_DIR_HEADLINE = "The data dir cannot be used, so the window was not opened."
+EXIT_DATA_DIR_UNUSABLE = 2  # as argparse's usage errors: nothing was run
 
 # command-line options that, when given, override the saved settings for this launch:
 # option -> (AppSettings field, attribute of the parsed args)
@@ -96,6 +104,80 @@ def install_excepthooks(window) -> callable:
     return restore
 
 
+def interactive() -> bool:
+    """Whether someone can click a modal box: not CI, not an offscreen/minimal Qt platform."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":", 1)[0].strip().lower()
+    return not os.environ.get("CI") and platform not in ("offscreen", "minimal")
+
+
+def show_startup_error(title: str, text: str, headline: str | None = None) -> None:
+    """Show a modal critical box and wait for OK (GUI thread); skipped when nobody can click.
+
+    Tests replace this (or show_locked_dialog) so nothing blocks.
+    """
+    if not interactive():
+        return
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+    box = QMessageBox(QMessageBox.Icon.Critical, title, headline or text)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # paths and commands are not markup
+    if headline:
+        box.setInformativeText(text)
+    # wide enough that a data-dir path and a command line wrap once, not at every hyphen;
+    # the title bar may not show (macOS sheets, bare X), so the headline stands alone
+    box.setStyleSheet("QLabel#qt_msgbox_label { font-weight: 600; min-width: 560px; }"
+                      "QLabel#qt_msgbox_informativelabel { min-width: 560px; }")
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.exec()
+
+
+def show_locked_dialog(text: str) -> None:
+    """Tell the user the data dir is in use; `text` names the holder (GUI thread)."""
+    show_startup_error(LOCKED_TITLE, text, LOCKED_HEADLINE)
+
+
+def lock_data_dir(data_dir: Path, *, show_dialog: bool = True, command: str | None = None):
+    """Take the data dir's lock for this window; on refusal tell the user and return None.
+
+    Returns the held DataDirLock (keep it referenced; release it when the window is gone).
+    A data dir held by another process, or one that cannot be created, is reported on stderr
+    (always: scripted runs read it there), in the log at CRITICAL and, if show_dialog, in a
+    modal box. GUI thread, after the QApplication exists.
+    """
+    from storage.lock import DataDirLocked, acquire_data_dir_lock
+    from storage.logger import SensitiveDataFilter
+    redact = SensitiveDataFilter().redact_text  # the text also leaves the log: stderr, a box
+    data_dir = Path(data_dir)
+    try:
+        return acquire_data_dir_lock(data_dir, command=command)
+    except DataDirLocked as exc:
+        text = redact(_sentence(str(exc)))
+        holder = {k: v for k, v in exc.holder.items() if k != "token"}  # the token is private
+        log.critical("data_dir_locked", extra={"data_dir": str(data_dir), "holder": holder,
+                                               "error": str(exc)})
+        print(f"{LOCKED_TITLE}: {text}", file=sys.stderr, flush=True)
+        if show_dialog:
+            show_locked_dialog(text)
+        return None
+    except OSError as exc:
+        text = redact(f"The data dir {data_dir} cannot be created or opened "
+                      f"({type(exc).__name__}: {exc}). Choose another with --data-dir or set "
+                      f"BTC_LAPTOP_DATA_DIR.")
+        log.critical("data_dir_unusable", extra={"data_dir": str(data_dir), "error": str(exc)})
+        print(f"{DATA_DIR_TITLE}: {text}", file=sys.stderr, flush=True)
+        if show_dialog:
+            show_startup_error(DATA_DIR_TITLE, text, DATA_DIR_HEADLINE)
+        return None
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     """Run the desktop window until it closes; return the process exit code.
 
@@ -110,13 +192,11 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
             print(f"{opt} is for headless runs: use python main.py --headless {opt} ...",
                   file=sys.stderr)
             return 2
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import APP_TITLE, APPLICATION, ORGANIZATION, MainWindow
+    from gui.main_window import APP_TITLE, APPLICATION, ORGANIZATION
     from gui.theme import apply_theme
     from storage.logger import setup_logging
-    from trading.runtime.watchdog import WatchdogConfig
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "main.py"])
     app.setOrganizationName(ORGANIZATION)
@@ -126,12 +206,31 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
                   console_level=logging.WARNING if quiet else logging.INFO)
     apply_theme(app)
+    exit_on_finish = bool(getattr(args, "exit_on_finish", False))
+    # one writer per data dir: taken before any window can start a session, held until the
+    # window is gone (released in the finally below; process death releases it too)
+    lock = lock_data_dir(Path(cfg.data_dir), show_dialog=not exit_on_finish)
+    if lock is None:
+        return EXIT_DATA_DIR_UNUSABLE
+    try:
+        return _run_window(app, args, cfg, argv, exit_on_finish)
+    finally:
+        lock.release()
+
+
+def _run_window(app, args, cfg, argv: list[str], exit_on_finish: bool) -> int:
+    """Build the main window, run the event loop, return the exit code (GUI thread)."""
+    from PySide6.QtCore import QTimer
+
+    from gui.main_window import MainWindow
+    from trading.runtime.watchdog import WatchdogConfig
+
     watchdog = WatchdogConfig(hang_after_s=args.hang_after_s, restart_delay_s=args.restart_delay_s,
                               max_restarts=args.max_restarts,
                               restart_window_s=args.restart_window_s)
     window = MainWindow(cfg, cli_overrides=cli_overrides(args, argv), watchdog_config=watchdog,
                         use_watchdog=not args.no_watchdog,
-                        exit_on_finish=bool(getattr(args, "exit_on_finish", False)))
+                        exit_on_finish=exit_on_finish)
     restore_hooks = install_excepthooks(window)
 
     # Ctrl-C / SIGTERM: close the window, which stops the session cleanly first. Python runs
@@ -164,6 +263,6 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     if window.controller.is_running:  # closed without waiting: the report may be missing
         log.warning("gui_exit_with_session_running", extra={"run_id": window.controller.run_id})
         return 1
-    if getattr(args, "exit_on_finish", False) and window.exit_code is not None:
+    if exit_on_finish and window.exit_code is not None:
         return int(window.exit_code)
     return int(code)

@@ -1,7 +1,9 @@
 """The run history window: every session in the journal, newest first, each report one click away.
 
 Reads `Journal.sessions()` on the GUI thread (one short query) and closes the journal again, so
-the window holds no connection while it is open.
+the window holds no connection while it is open. A run's folder is looked up where this data
+dir keeps it (`runs/<run_dir_name(run_id)>`) before the journal's `report_dir`, which may be
+redacted or point into a data dir that has since moved.
 """
 from __future__ import annotations
 
@@ -17,13 +19,21 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel,
 
 from gui.report_window import (DASH, NEUTRAL_COLOURS, STATUS_COLOURS, ReportWindow, SortItem,
                                format_pnl, format_utc, sign_colour, sort_key)
-from storage.reports import FINAL_REPORT_NAME
+from storage.paths import DataPaths
+from storage.reports import FINAL_REPORT_NAME, read_report, run_dir_name
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
 COLUMNS = ("Started (UTC)", "Run ID", "Source", "Symbol", "Status", "Exit code", "PnL",
            "Stopped reason")
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+# A report far beyond any real one (a few kB to a few MB) is not parsed on the GUI thread.
+MAX_REPORT_BYTES = 32 * 1024 * 1024
+# statuses the report window has no colour for: text colour, and what the status means
+_STATUS_NOTES = {
+    "abandoned": ("#92400e", "Abandoned: the process running this session ended without "
+                             "finishing it (crash, kill or power loss)."),
+}
 
 _STYLE = """
 QLabel#note { color: #6b7280; }
@@ -41,9 +51,13 @@ QHeaderView::section { background: #f3f4f6; color: #374151; border: none;
 class HistoryWindow(QWidget):
     """A top-level window listing past sessions from the journal at journal_path."""
 
-    def __init__(self, journal_path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, journal_path: Path, parent: QWidget | None = None, *,
+                 data_dir: Path | None = None) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.journal_path = Path(journal_path)
+        # the journal sits at the data dir's root (DataPaths.journal_file)
+        self.data_dir = Path(data_dir) if data_dir is not None else self.journal_path.parent
+        self.open_error: str | None = None  # why the last open_report() showed no window
         self.sessions: list[dict[str, Any]] = []
         self._windows: list[ReportWindow] = []  # keeps open windows from being collected
         self.setWindowTitle("Session history")
@@ -179,19 +193,24 @@ class HistoryWindow(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, s.get("run_id"))
             self.table.setItem(r, c, item)
         status_item = self.table.item(r, COLUMNS.index("Status"))
-        status_item.setForeground(QColor(STATUS_COLOURS.get(status, NEUTRAL_COLOURS)[1]))
+        colour, note = _STATUS_NOTES.get(status, (None, None))
+        status_item.setForeground(QColor(
+            colour or STATUS_COLOURS.get(status, NEUTRAL_COLOURS)[1]))
+        if note:
+            status_item.setToolTip(note)
         font = status_item.font()
         font.setBold(True)
         status_item.setFont(font)
         colour = sign_colour(pnl)
         if colour:
             self.table.item(r, COLUMNS.index("PnL")).setForeground(QColor(colour))
-        if not _report_exists(s):
+        if self.run_dir(s) is None:
+            why = _no_report_reason(status)
             for c in range(len(COLUMNS)):
                 item = self.table.item(r, c)
                 if c != COLUMNS.index("Status"):
                     item.setForeground(QColor("#9ca3af"))
-                item.setToolTip(f"{item.text()}\nThe report folder no longer exists.")
+                item.setToolTip(f"{item.toolTip()}\nNo report: {why}.")
 
     # ---- selection ----
     def _row_of(self, run_id: str) -> int | None:
@@ -224,30 +243,71 @@ class HistoryWindow(QWidget):
             self.open_button.setToolTip("Select a session first.")
             self.detail_label.setText("")
             return
-        ok = _report_exists(s)
-        self.open_button.setEnabled(ok)
-        if ok:
-            self.open_button.setToolTip(f"Open the report in {s.get('report_dir')}.")
-            self.detail_label.setObjectName("note")
-            self.detail_label.setText(str(s.get("report_dir")))
+        folder = self.run_dir(s)
+        self.open_button.setEnabled(folder is not None)
+        if folder is not None:
+            self.open_button.setToolTip(f"Open the report in {folder}.")
+            self._set_detail(str(folder), warning=False)
         else:
             where = s.get("report_dir") or "(not recorded)"
-            reason = ("the session has not written it yet" if s.get("status") == "running"
-                      else "its folder no longer exists")
+            reason = _no_report_reason(s.get("status"))
             self.open_button.setToolTip(f"No report: {reason}.")
-            self.detail_label.setObjectName("warning")
-            self.detail_label.setText(f"No report for {s.get('run_id')}: {reason} ({where}).")
+            self._set_detail(f"No report for {s.get('run_id')}: {reason} ({where}).",
+                             warning=True)
+
+    def _set_detail(self, text: str, *, warning: bool) -> None:
+        self.detail_label.setObjectName("warning" if warning else "note")
+        self.detail_label.setText(text)
         self.detail_label.style().unpolish(self.detail_label)
         self.detail_label.style().polish(self.detail_label)
+
+    # ---- locating ----
+    def run_dir(self, session: dict[str, Any]) -> Path | None:
+        """Return the folder holding the session's final report, or None if there is none.
+
+        This data dir's runs/<run_dir_name(run_id)> first; the journal's report_dir only as a
+        fallback, and only if a report is there (it may be "[REDACTED]" or stale).
+        """
+        candidates = []
+        run_id = session.get("run_id")
+        if run_id:
+            candidates.append(DataPaths(self.data_dir).runs_dir / run_dir_name(str(run_id)))
+        if isinstance(session.get("report_dir"), str) and session["report_dir"].strip():
+            candidates.append(session["report_dir"])
+        for candidate in candidates:
+            try:
+                folder = Path(candidate)
+                if (folder / FINAL_REPORT_NAME).is_file():
+                    return folder
+            except (OSError, ValueError):  # a NUL byte or an over-long name from the journal
+                continue
+        return None
 
     # ---- opening ----
     def open_report(self, run_id: str | None = None) -> ReportWindow | None:
         """Open the report of run_id (default: the selected run); return the window or None."""
         run_id = run_id or self.selected_run_id()
         s = self._session(run_id)
-        if s is None or not _report_exists(s):
+        self.open_error = None
+        folder = self.run_dir(s) if s is not None else None
+        if folder is None:
             return None
-        window = ReportWindow(Path(s["report_dir"]), parent=self)
+        error = check_report(folder)
+        window = None
+        if error is None:
+            try:
+                window = ReportWindow(folder, parent=self)
+            except Exception as exc:  # noqa: BLE001 - a damaged report must not close History
+                error = f"Could not show the report in {folder}: {_describe(exc)}"
+                for orphan in self.findChildren(ReportWindow):  # the half-built one
+                    if orphan not in self._windows:
+                        orphan.deleteLater()
+        if error is not None:
+            log.warning("history_report_failed", extra={"run_id": run_id,
+                                                        "run_dir": str(folder), "error": error})
+            self.open_error = error
+            self._set_detail(error, warning=True)
+            return None
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         self._windows = [w for w in self._windows if shiboken6.isValid(w)] + [window]
         window.show()
@@ -271,6 +331,38 @@ class HistoryWindow(QWidget):
             self.open_report(item.data(Qt.ItemDataRole.UserRole))
 
 
-def _report_exists(session: dict[str, Any]) -> bool:
-    report_dir = session.get("report_dir")
-    return bool(report_dir) and (Path(report_dir) / FINAL_REPORT_NAME).is_file()
+def _no_report_reason(status: Any) -> str:
+    if status == "running":
+        return "the session has not written it yet"
+    if status == "abandoned":
+        return "the session was abandoned before it wrote one"
+    return "its folder no longer exists"
+
+
+def check_report(run_dir: Path) -> str | None:
+    """Return why run_dir's final report cannot be shown, or None if it reads as a JSON object.
+
+    The file is untrusted: too big, not UTF-8, not JSON, nested too deeply or not an object
+    all come back as a message, never as an exception. GUI thread.
+    """
+    path = Path(run_dir) / FINAL_REPORT_NAME
+    try:
+        size = path.stat().st_size
+        if size > MAX_REPORT_BYTES:
+            return (f"Could not read {path}: it is {size / 1e6:,.0f} MB, more than any report "
+                    f"this app writes ({MAX_REPORT_BYTES // (1024 * 1024)} MB at most).")
+        read_report(Path(run_dir))
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, the window stays up
+        return f"Could not read {path}: {_describe(exc)}"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(exc, MemoryError):
+        return "the file is too large to read"
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:299] + "\u2026"
+    return f"{type(exc).__name__}: {text}"

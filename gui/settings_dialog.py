@@ -98,7 +98,7 @@ class AppSettings:
             self.speed == math.inf or (_finite(self.speed) and 0 < self.speed <= MAX_SPEED))
         if not speed_ok:
             out.append(("speed", f"must be in (0, {MAX_SPEED:g}] or 'max'"))
-        if self.replay_file and self.source != "bitunix" and not Path(self.replay_file).is_file():
+        if self.replay_file and self.source != "bitunix" and not _is_file(self.replay_file):
             out.append(("replay_file", f"no such file: {self.replay_file}"))
 
         broker_values: dict[str, Any] = {}
@@ -167,12 +167,55 @@ _STR_FIELDS = frozenset({"symbol", "source"})
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _is_file(path: Any) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, TypeError, ValueError):  # a NUL byte, a name too long, not text
+        return False
+
+
+class _OutOfRange:
+    """A JSON number no setting can hold (too many digits, or beyond float range)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __str__(self) -> str:
+        digits = sum(ch.isdigit() for ch in self.token)
+        return self.token if len(self.token) <= 24 else f"a {digits}-digit number"
+
+
+# No setting needs more digits; longer ints would only cost time (int() is quadratic) and
+# Python refuses past 4300 digits anyway.
+_MAX_INT_DIGITS = 30
+
+
+def _parse_int(token: str) -> int | _OutOfRange:
+    return _OutOfRange(token) if len(token.lstrip("-")) > _MAX_INT_DIGITS else int(token)
+
+
+def _parse_float(token: str) -> float | _OutOfRange:
+    value = float(token)  # 1e400 -> inf, never an OverflowError
+    return value if math.isfinite(value) else _OutOfRange(token)
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a number a settings file may hold")
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Check one JSON value's type for settings field `name` and convert it."""
     kind = type(value).__name__
+    if isinstance(value, _OutOfRange):
+        raise ValueError(f"{name}: number out of range ({value})")
     if name in _STR_FIELDS:
         if not isinstance(value, str):
             raise ValueError(f"{name}: expected text, got {kind}")
@@ -197,7 +240,13 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(f"{name}: expected an integer, got {value!r}")
             return int(value)
         return value
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: number out of range") from None
+    if not math.isfinite(number):  # JSON cannot say inf; 'max' is how speed says it
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return number
 
 
 def _engine_problems(cls: type, values: dict[str, Any],
@@ -258,24 +307,35 @@ def settings_path() -> Path:
     return base / SETTINGS_NAME
 
 
+MAX_SETTINGS_BYTES = 1_000_000  # a real settings file is about 1 kB
+_MAX_ERROR_CHARS = 400  # an error may quote a value from the file: keep the banner readable
+
+
 def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
     """Load settings; never raises. Return (settings, None) or (defaults, message) on a bad file.
 
-    A file that cannot be read or holds invalid settings is moved aside as settings.json.corrupt
-    (then .corrupt.1, ...) so the user's next save does not destroy it.
+    The file is untrusted input. One that does not hold valid settings, for any reason (not
+    UTF-8, not JSON, NaN, numbers out of range, too deep, too big, wrong types, bad values), is
+    moved aside as settings.json.corrupt (then .corrupt.1, ...) so the user's next save does not
+    destroy it. One that cannot be read (permissions, I/O error) is left where it is. Either
+    way the defaults are in effect and the message says why; both are logged at CRITICAL.
+    GUI thread.
     """
     path = Path(path) if path is not None else settings_path()
     try:
-        if not path.exists():
-            return AppSettings(), None
-        text = path.read_text(encoding="utf-8")
-        settings = AppSettings.from_dict(json.loads(text))
-        problems = settings.validate()
-        if problems:
-            raise ValueError("; ".join(problems))
+        raw = _read_settings_bytes(path)
+    except OSError as exc:
+        error = _clip(f"{type(exc).__name__}: {exc}")
+        log.critical("settings_unreadable", extra={"path": str(path), "error": error})
+        return AppSettings(), (f"The settings file {path} could not be read ({error}); it was "
+                               f"left as it is and the default settings are in effect.")
+    if raw is None:
+        return AppSettings(), None
+    try:
+        settings = _parse_settings(raw)
         return settings, None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, the window must open
+        error = _clip(_describe(exc))
     try:
         corrupt = unique_corrupt_path(path)
         os.rename(path, corrupt)
@@ -283,10 +343,54 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
     except OSError as exc:
         corrupt = None
         where = f"it could not be moved aside ({exc})"
-    log.warning("settings_corrupt", extra={"path": str(path), "error": error,
-                                           "corrupt_path": str(corrupt) if corrupt else None})
+    log.critical("settings_corrupt", extra={"path": str(path), "error": error,
+                                            "corrupt_path": str(corrupt) if corrupt else None})
     return AppSettings(), (f"The settings file {path} could not be used ({error}); {where} "
                            f"and the default settings are in effect.")
+
+
+def _read_settings_bytes(path: Path) -> bytes | None:
+    """Return the file's bytes, None if there is no file; OSError only for a disk problem.
+
+    A file over MAX_SETTINGS_BYTES comes back as MAX_SETTINGS_BYTES + 1 bytes (enough to
+    refuse it) so a huge or endless file is never read whole.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with fh:
+        return fh.read(MAX_SETTINGS_BYTES + 1)
+
+
+def _parse_settings(raw: bytes) -> AppSettings:
+    """Decode, parse and validate a settings file's bytes; raise on anything wrong."""
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise ValueError(f"the file is larger than {MAX_SETTINGS_BYTES // 1_000_000} MB")
+    text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
+    data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                      parse_constant=_refuse_constant)
+    settings = AppSettings.from_dict(data)
+    problems = settings.validate()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(exc, MemoryError):
+        return "the file is too large to parse"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if type(exc) is ValueError:  # our own messages name the field; json's say where
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS - 1] + "\u2026"
 
 
 def save_settings(settings: AppSettings, path: Path | None = None) -> Path:

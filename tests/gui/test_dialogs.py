@@ -92,7 +92,7 @@ def test_dialog_flags_each_bad_field_with_its_reason(qtbot):
     problems = dialog.problems()
     assert set(problems) == {"taker_fee_bps", "starting_balance", "fast", "max_rejects"}
     assert problems["taker_fee_bps"] == ["must be a number"]
-    assert problems["starting_balance"] == ["must be > 0"]
+    assert problems["starting_balance"] == ["must be > 0 and <= 1e+12"]
     assert problems["fast"] == ["need 1 <= fast < slow <= 500"]
     text = dialog.problems_label.text()
     for name in problems:
@@ -219,7 +219,7 @@ def test_corrupt_settings_are_moved_aside_never_overwritten(config_dir, data_dir
     assert not path.exists()
     assert (config_dir / "settings.json.corrupt").read_text() == "{broken"
     logged = [e for e in read_log(data_dir) if e.get("message") == "settings_corrupt"]
-    assert len(logged) == 1 and logged[0]["level"] == "WARNING"
+    assert len(logged) == 1 and logged[0]["level"] == "CRITICAL"
     assert logged[0]["corrupt_path"] == str(config_dir / "settings.json.corrupt")
 
     path.write_text(json.dumps({"risk_per_trade": 0.9}))  # valid JSON, invalid value
