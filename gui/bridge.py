@@ -47,6 +47,7 @@ class Bridge(QObject):
     offline_fallback = Signal(object)  # dict
     watchdog_restart = Signal(object)  # dict
     watchdog_gave_up = Signal(str)
+    account_notice = Signal(object)  # {source: rebuilt/reset, note}: said in words on screen
     finished = Signal(object)  # the final report dict
     runner_done = Signal(object)  # {exit_code, run_dir, run_id} from the controller's thread
     log_record = Signal(object)  # (levelno, message, " | key=value ..." or "")
@@ -70,6 +71,7 @@ class Bridge(QObject):
             "equity": self.equity, "health": self.health, "status": self.status,
             "offline_fallback": self.offline_fallback, "watchdog_restart": self.watchdog_restart,
             "watchdog_gave_up": self.watchdog_gave_up, "finished": self.finished,
+            "account_notice": self.account_notice,
             "runner_done": self.runner_done, "log": self.log_record, "error": self.error,
         }
         self._frame_ms = frame_ms

@@ -434,6 +434,7 @@ class MainWindow(QMainWindow):
         b.offline_fallback.connect(self._on_offline_fallback)
         b.watchdog_restart.connect(self._on_watchdog_restart)
         b.watchdog_gave_up.connect(self._on_watchdog_gave_up)
+        b.account_notice.connect(self._on_account_notice)
         b.finished.connect(self._on_report)
         b.log_record.connect(self.log_view.append)
         b.status.connect(self.run_label.setToolTip)
@@ -697,6 +698,16 @@ class MainWindow(QMainWindow):
             f"OFFLINE — Bitunix is unreachable{why}. Replaying the bundled real BTC data: "
             "this session is NOT live market data.", "warning")
         self.offline_banner.setToolTip(reason)
+
+    def _on_account_notice(self, d: dict) -> None:
+        """The paper account was rebuilt from the journal or reset: say so above the chart."""
+        import html as _html
+        source = str(d.get("source", ""))
+        head = {"rebuilt": "ACCOUNT REBUILT FROM THE JOURNAL",
+                "reset": "ACCOUNT RESET"}.get(source, "ACCOUNT")
+        self.alert_banner.show_message(
+            f"<b>{head}</b> — {_html.escape(str(d.get('note', '')))}",
+            "error" if source == "reset" else "warning")
 
     def _on_watchdog_restart(self, d: dict) -> None:
         import html as _html

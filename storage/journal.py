@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from storage.errors import DiskError, as_disk_error
-from storage.logger import get_logger
+from storage.logger import get_logger, redact
 from storage.paths import unique_corrupt_path
 
 log = get_logger("journal")
@@ -129,6 +130,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_events_run ON events (run_id, ts)",
 )
 TABLE_NAMES = tuple(_TABLES)
+# short numbers and words need no redaction pass (most of what a fill row holds)
+_PLAIN_RE = re.compile(r"[-+0-9.eE]{0,40}|[A-Za-z_]{0,24}")
 
 
 def _to_sql(value: Any) -> Any:
@@ -137,10 +140,14 @@ def _to_sql(value: Any) -> Any:
     if isinstance(value, Decimal):
         # sqlite-utils would turn a Decimal into a float; a string keeps every digit.
         return str(value)
+    # text columns pass through the one redaction every output uses (a path or a reason may
+    # carry a key); the project's own ids are registered and stay readable
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, default=str)
+        return redact(json.dumps(value, sort_keys=True, default=str))
     if isinstance(value, PurePath):
-        return str(value)
+        return redact(str(value))
+    if isinstance(value, str) and not _PLAIN_RE.fullmatch(value):
+        return redact(value)
     return value
 
 
@@ -444,7 +451,7 @@ class Journal:
             "run_id": run_id,
             "ts": ts,
             "kind": _to_sql(kind),
-            "detail": json.dumps(detail, sort_keys=True, default=str),
+            "detail": redact(json.dumps(detail, sort_keys=True, default=str)),
         }
         with self._write() as db:
             db.table("events").insert(row)

@@ -31,6 +31,7 @@ BREAKER_STATES = ("closed", "open", "half_open")
 ORDER_REASONS = ("entry", "exit", "stop", "target", "flatten")
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MISSING = object()
+_DECIMAL_TEXT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?")
 
 
 class StateInvalid(ValueError):
@@ -85,8 +86,12 @@ class _Checker:
         if isinstance(v, str) and len(v) > 64:
             self.bad(path, f"number text of {len(v)} characters")
             return None
+        text = str(v)
+        if not _DECIMAL_TEXT.fullmatch(text):  # Decimal() alone also takes "1_0", " 5", "NaN"
+            self.bad(path, f"not a number: {_short(v)}")
+            return None
         try:
-            x = Decimal(str(v).strip())
+            x = Decimal(text)
         except (InvalidOperation, ValueError):
             self.bad(path, f"not a number: {_short(v)}")
             return None

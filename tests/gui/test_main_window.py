@@ -410,3 +410,22 @@ def test_run_summary_stands_in_when_the_report_window_is_missing(make_window, mo
     assert rw.values["pnl_absolute"].text() == "-12.35"
     assert rw.values["status"].text() == "error" and rw.values["fills"].text() == "3"
     assert _shown_pnl(rw) == [-12.35]
+
+
+def test_rebuilt_account_is_said_in_words_above_the_chart(make_window, qtbot, data_dir):
+    """A corrupt state file: the window says the account came from the journal, visibly."""
+    first = subprocess.run([sys.executable, str(ROOT / "main.py"), "--headless", "--source",
+                            "replay", "--speed", "max", "--duration", "15", "--seed", "3",
+                            "--quiet", "--data-dir", str(data_dir)],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    (data_dir / "paper" / "broker_state.json").write_text('{"broker": {"ledger": "abc"}}')
+    w = make_window(reset_account=False)
+    w.set_toolbar(source="replay", replay_file=None, speed=600, duration_min=2)
+    with qtbot.waitSignal(w.sessionFinished, timeout=60_000):
+        assert w.start_session()
+        qtbot.waitUntil(lambda: w.alert_banner.isVisible(), timeout=30_000)
+        text = w.alert_banner.text()
+        assert "ACCOUNT REBUILT FROM THE JOURNAL" in text and "journal" in text
+        label = w.alert_banner.label
+        assert label.isVisible() and label.width() > 200

@@ -487,7 +487,7 @@ class Session:
                                                      "cash": str(self.broker.ledger.cash)})
             stream = self.config.progress_stream
             if stream is not None:
-                print(f"ACCOUNT {source.upper()}: {note}", file=stream, flush=True)
+                _say(stream, f"ACCOUNT {source.upper()}: {note}")
             self.publish("account_notice", {"source": source, "note": note})
         else:
             name = "account_carried_over" if source == "carried" else "account_" + source
@@ -772,8 +772,7 @@ class Session:
                        f"data instead. This session is NOT live market data.")
                 log.warning(msg, extra={"event": "offline_fallback", "reason": why})
                 if cfg.progress_stream is not None:
-                    print("!" * 78 + "\n" + msg + "\n" + "!" * 78, file=cfg.progress_stream,
-                          flush=True)
+                    _say(cfg.progress_stream, "!" * 78 + "\n" + msg + "\n" + "!" * 78)
                 self.publish("offline_fallback", {"reason": why})
         self.source_used = source
         if source == "bitunix":
@@ -1254,7 +1253,7 @@ class Session:
         self.publish("status", line)
         stream = self.config.progress_stream
         if stream is not None:
-            print(line, file=stream, flush=True)
+            _say(stream, line)
 
     def status_line(self) -> str:
         dur = self.config.duration_ms
@@ -1442,6 +1441,12 @@ class Session:
             "report_dir": str(run_dir), "stopped_reason": self.stopped_reason})
         self.final_report = report
         self.publish("finished", report)
+
+
+def _say(stream, text: str) -> None:
+    """Print a console line through the one redaction every output goes through."""
+    from storage.logger import redact
+    print(redact(text), file=stream, flush=True)
 
 
 def _log_write_failure(event: str, exc: BaseException, **extra) -> str:

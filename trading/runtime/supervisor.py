@@ -20,6 +20,11 @@ from pathlib import Path
 
 log = logging.getLogger("btc_laptop_agents.supervisor")
 
+
+def _say(text: str, stream=None) -> None:
+    from storage.logger import redact
+    print(redact(text), file=stream or sys.stdout, flush=True)
+
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 _OWN_FLAGS = {"--supervise"}
 _VALUE_FLAGS = {"--run-id", "--previous-exit", "--give-up", "--finalize",
@@ -113,8 +118,8 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
                 pid_file.write_text(str(child.pid))
             except OSError:
                 pass  # only a convenience for people watching; a full disk must not stop us
-            print(f"supervisor: run {run_id}: child pid {child.pid} "
-                  f"({'resuming' if resume else 'starting'})", flush=True)
+            _say(f"supervisor: run {run_id}: child pid {child.pid} "
+                 f"({'resuming' if resume else 'starting'})")
             rc = child.wait()
             if rc == 0:
                 return 0
@@ -123,8 +128,8 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
             if rc == 2:  # a usage error will not get better by restarting
                 return rc
             if rc == EXIT_NOT_RESTARTABLE:  # the child said why (e.g. the disk is full)
-                print("supervisor: the session ended with an error a restart cannot fix; "
-                      "not restarting", file=sys.stderr, flush=True)
+                _say("supervisor: the session ended with an error a restart cannot fix; "
+                     "not restarting", sys.stderr)
                 return 1
             if rc > 0 and _run_closed(Path(data_dir), run_id):
                 # the child wrote the final report itself (e.g. the watchdog gave up, or an
@@ -139,13 +144,12 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
             if len(recent) > max_restarts:
                 why = (f"supervisor gave up after {len(recent) - 1} restarts within "
                        f"{restart_window_s:.0f}s; last child: {previous}")
-                print(f"supervisor: {why}", file=sys.stderr, flush=True)
+                _say(f"supervisor: {why}", sys.stderr)
                 cmd = child_argv(argv, run_id, True, previous, give_up=why, restarts=restarts)
                 call(cmd)  # a last child closes the books with an error report
                 return 1
-            print(f"supervisor: child {previous}; restarting run {run_id} in "
-                  f"{restart_delay_s:g}s for the remaining time (restart {restarts})",
-                  file=sys.stderr, flush=True)
+            _say(f"supervisor: child {previous}; restarting run {run_id} in "
+                 f"{restart_delay_s:g}s for the remaining time (restart {restarts})", sys.stderr)
             if stop.wait(restart_delay_s):
                 # stopped during the pause: close the books from the saved state
                 code = call(child_argv(argv, run_id, True, previous, restarts=restarts) +
