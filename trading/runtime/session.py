@@ -418,9 +418,14 @@ class Session:
         CircuitBreaker(self.config.breaker).restore(d["breaker"])
 
     def _on_corrupt_state(self, error: str, moved) -> None:
-        where = f"moved to {moved}" if moved else "could not be moved aside"
-        self.state_problem = f"the state file was corrupt ({error}); it was {where}"
-        self.repairs.append(f"state file corrupt, {where}: {error[:300]}")
+        where = f"moved aside as {Path(moved).name}" if moved else "could not be moved aside"
+        kind, _, detail = error.partition(": ")
+        parts = detail.split("; ") if kind == "StateInvalid" else [error]
+        first = parts[0][:160] + (f" and {len(parts) - 1} more problem(s)" if len(parts) > 1
+                                  else "")
+        # short for the banner and the console; every problem is in the log and the report
+        self.state_problem = f"the state file was corrupt ({first}) and was {where}"
+        self.repairs.append(f"state file corrupt, {where}: {error[:2000]}")
 
     def _load_or_resume(self) -> None:
         """Start fresh (carrying the paper account over) or resume this run from disk."""
@@ -517,9 +522,9 @@ class Session:
         why = self.state_problem or "the state file was missing"
         if got is not None:
             self._take_account(got.broker)
-            self._set_account("rebuilt", f"{why}; the account was rebuilt from the journal: "
-                                         f"{got.how} (cash {got.broker.ledger.cash} USDT, "
-                                         f"position {got.broker.position.qty})")
+            self._set_account("rebuilt", f"{why}. The account was rebuilt from the journal: "
+                                         f"cash {got.broker.ledger.cash:,.2f} USDT, position "
+                                         f"{got.broker.position.qty} BTC, from {got.how}.")
         elif self.state_problem:
             self._set_account("reset", f"{why}, and the journal holds no account to rebuild "
                                        f"it from: the account was RESET to the starting "
