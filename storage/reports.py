@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from storage.logger import redact, redact_value
 from storage.state import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ MAX_FILL_ROWS = 500
 MAX_EVENT_ROWS = 200
 CANDLE_MS = 60_000
 
+_REDACT_DEPTH = 32  # report values nest a few levels; deeper than this is cut, not written
 _DASH = "\u2014"
 _UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -97,8 +99,19 @@ def write_run_reports(
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / run_dir_name(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    report = dict(report or {})
-    fills = list(fills or [])
+    # Everything written below comes from these values: redact them once, here, so no file can
+    # carry a secret (a replay path or data dir holding a token, an error quoting a header).
+    # An input that cannot even be walked is left out (logged), never written unredacted.
+    report = _redacted_dict(dict(report or {}))
+    fills = _redacted_or([], lambda: [_redacted_dict(dict(_as_mapping(f))) for f in fills or []])
+    candles = _redacted_or([], lambda: _redacted_rows(candles or []))
+    equity = _redacted_or([], lambda: _redacted_rows(equity or []))
+    settings = _redacted_or({}, lambda: _redacted_dict(dict(settings or {})))
+    feed = _redacted_or({}, lambda: _redacted_dict(dict(feed or {})))
+    if segments is not None:
+        segments = _redacted_or([], lambda: [_redacted(s) for s in segments])
+    if events is not None:
+        events = _redacted_or([], lambda: [_redacted(e) for e in events])
 
     write_text_atomic(run_dir / FINAL_REPORT_NAME, _report_json(report))
 
@@ -108,7 +121,7 @@ def write_run_reports(
         log.exception("report_fills_csv_failed", extra={"run_id": run_id})
 
     # The page shows the run id even when the caller left it out of the report dict.
-    page_report = report if "run_id" in report else {**report, "run_id": run_id}
+    page_report = report if "run_id" in report else {**report, "run_id": redact(str(run_id))}
     try:
         page = render_summary_html(
             report=page_report,
@@ -133,6 +146,67 @@ def write_run_reports(
     except Exception:
         log.exception("report_latest_mirror_failed", extra={"run_id": run_id})
     return run_dir
+
+
+def _redacted(value: Any) -> Any:
+    """Return value with secrets redacted; numbers, Decimals and the containers' shapes kept."""
+    try:
+        return redact_value(value, max_depth=_REDACT_DEPTH)
+    except Exception:  # a container that breaks while iterated: keep its text, redacted
+        try:
+            return redact(str(value))
+        except Exception:
+            return "[UNPRINTABLE]"
+
+
+def _redacted_dict(value: dict) -> dict:
+    """Redact a plain dict and keep it a dict even when one of its values cannot be walked."""
+    try:
+        return redact_value(value, max_depth=_REDACT_DEPTH)
+    except Exception:
+        out: dict = {}
+        for k, v in value.items():
+            try:
+                out.update(redact_value({k: v}, max_depth=_REDACT_DEPTH))
+            except Exception:
+                out[_redacted(str(k))] = "[UNPRINTABLE]"
+        return out
+
+
+def _redacted_or(default: Any, build: Callable[[], Any]) -> Any:
+    """Return build(); on an error log it and return default (an input left out, not leaked)."""
+    try:
+        return build()
+    except Exception:
+        log.exception("report_input_redaction_failed")
+        return default
+
+
+_NUMBER_TYPES = (bool, int, float, Decimal)
+
+
+def _redacted_rows(rows: Sequence[Any]) -> list[Any]:
+    """Redact a long list of rows (candles, equity points) at the cost of its strings only.
+
+    A row holding only numbers passes as it is once its set of keys has been seen to need no
+    redaction; anything else goes through redact_value.
+    """
+    clean_keys: dict[tuple, bool] = {}
+    out: list[Any] = []
+    for row in rows:
+        if isinstance(row, dict) and all(
+            v is None or isinstance(v, _NUMBER_TYPES) for v in row.values()
+        ):
+            keys = tuple(row)
+            clean = clean_keys.get(keys)
+            if clean is None:
+                probe = dict.fromkeys(keys, 0)
+                clean = clean_keys[keys] = _redacted(probe) == probe
+            if clean:
+                out.append(row)
+                continue
+        out.append(_redacted(row))
+    return out
 
 
 def read_report(run_dir: Path) -> dict:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,17 @@ from storage.logger import (
     add_secret,
     get_logger,
     logger,
+    redact,
+    redact_value,
+    register_identifier,
     setup_logging,
     temporary_logging,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOKEN_32 = "12345678901234567890123456789012"
+# A key-like token: 32 characters, letters and digits. (Until the long-token rule learnt to spare
+# the app's own ids it redacted any 32-character run, so this used to be 32 digits.)
+TOKEN_32 = "k3Y9pQ2wE7rT5uI1oP8aS4dF6gH0jL2z"
 
 
 @pytest.fixture
@@ -97,7 +103,7 @@ def test_extra_fields_are_redacted_recursively(log_file):
 
 
 def test_traceback_is_redacted_and_exc_info_cleared(log_file):
-    secret = "Z" * 36
+    secret = "Z9" * 18
     try:
         raise RuntimeError(f"login failed for {secret}")
     except RuntimeError:
@@ -125,7 +131,7 @@ def test_filter_moves_traceback_to_exc_text():
 
 def test_stack_info_is_redacted(log_file):
     def leaky_frame():
-        logger.info("here", stack_info=True, extra={"k": "12345678901234567890123456789012"})
+        logger.info("here", stack_info=True, extra={"k": "k3Y9pQ2wE7rT5uI1oP8aS4dF6gH0jL2z"})
 
     leaky_frame()
 
@@ -286,3 +292,86 @@ def test_import_logs_redacted_json_line_from_a_fresh_process(tmp_path):
     assert record["level"] == "INFO"
     assert TOKEN_32 not in log_file.read_text(encoding="utf-8")
     assert TOKEN_32 not in result.stderr
+
+
+# --------------------------------------------------------------------------- what is spared
+
+RUN_ID = "20261202-163608-a1b2c3"
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("key=abc123 monkey=1 keyboard=2", f"key={REDACTED} monkey=1 keyboard=2"),
+        ("order_id=o-1 run_id=r-2 kind=market", "order_id=o-1 run_id=r-2 kind=market"),
+        ("token bucket refilled; Token refresh failed",) * 2,
+        ("token abc12345 sent", f"token {REDACTED} sent"),
+        ("Authorization: Bearer abc.def, x=1", f"Authorization: {REDACTED}"),
+        ("hdr Bearer abc basic checks", f"hdr Bearer {REDACTED} basic checks"),
+        ("Basic dXNlcjpwYXNz", f"Basic {REDACTED}"),
+        ("/tmp/Bearer abcdefgh12345678/x.csv", f"/tmp/Bearer {REDACTED}/x.csv"),
+        ("/tmp/token=XYZ123abc/file.csv", f"/tmp/token={REDACTED}/file.csv"),
+        (
+            "https://h/x?accessToken=a1&apiKey=b2&n=3",
+            f"https://h/x?accessToken={REDACTED}&apiKey={REDACTED}&n=3",
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY=zz aws-access-key-id: AKIA1",
+            f"AWS_SECRET_ACCESS_KEY={REDACTED} aws-access-key-id: {REDACTED}",
+        ),
+        ("btc_perp_dydx_1m_quotes_20260101.csv", "btc_perp_dydx_1m_quotes_20260101.csv"),
+        ("WebSocketConnectionClosedException", "WebSocketConnectionClosedException"),
+        (TOKEN_32.replace("k3", "12"), f"{REDACTED}"),
+        ("n=12345678901234567890123456789012", "n=12345678901234567890123456789012"),
+        (f"run {RUN_ID} order {RUN_ID}-17", f"run {RUN_ID} order {RUN_ID}-17"),
+        (f"sha256={SHA}", f"sha256={SHA}"),
+        (f"file {SHA}", f"file {REDACTED}"),
+    ],
+)
+def test_redact_covers_named_forms_and_spares_plain_text(text, expected):
+    assert redact(text) == expected
+
+
+def test_registered_ids_survive_the_long_token_rule_but_not_named_forms():
+    run_id = "Ab3_xY9z-Qw8eR7tY6uI5oP4aS3dF2gH1jK0lZxC"
+    digest = "0f" + SHA[2:]
+    before = redact(f"/runs/{run_id}/x {digest}")
+    assert run_id not in before and digest not in before  # random-looking: taken for keys
+
+    register_identifier(run_id)
+    register_identifier(digest)
+
+    text = f"run {run_id} order {run_id}-00017 in /runs/{run_id}/fills.csv hash {digest}"
+    assert redact(text) == text
+    assert redact(f"token={run_id} Bearer {run_id}") == f"token={REDACTED} Bearer {REDACTED}"
+
+
+def test_redact_value_keeps_numbers_and_spares_hash_fields():
+    value = {
+        "file_sha256": SHA, "replay_hash": SHA, "other": SHA,
+        "pnl": Decimal("1.50"), "n": 3, "ok": True, "x": None,
+        "settings": {"API-Key": "k", "Authorization": "Bearer abc", "passwd": 7},
+        "path": Path("/data/runs"), "leaky": Path("/data/Bearer abcdefgh12345678/q.csv"),
+    }
+
+    out = redact_value(value)
+
+    assert out["file_sha256"] == out["replay_hash"] == SHA
+    assert out["other"] == REDACTED
+    assert out["pnl"] == Decimal("1.50") and isinstance(out["pnl"], Decimal)
+    assert (out["n"], out["ok"], out["x"]) == (3, True, None)
+    assert out["settings"] == {"API-Key": REDACTED, "Authorization": REDACTED, "passwd": REDACTED}
+    assert out["path"] is value["path"]
+    assert out["leaky"] == f"/data/Bearer {REDACTED}/q.csv"
+
+
+def test_extra_fields_with_ids_are_logged_intact(log_file):
+    logger.info("order_filled", extra={"run_id": RUN_ID, "order_id": f"{RUN_ID}-00017",
+                                       "report_dir": f"/data/runs/{RUN_ID}", "replay_sha256": SHA})
+
+    [record] = read_records(log_file)
+    assert record["run_id"] == RUN_ID
+    assert record["order_id"] == f"{RUN_ID}-00017"
+    assert record["report_dir"] == f"/data/runs/{RUN_ID}"
+    assert record["replay_sha256"] == SHA
