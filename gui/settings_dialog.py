@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
+from storage.logger import redact
 from storage.paths import APP_NAME, unique_corrupt_path
 from storage.state import save_json_atomic
 from trading.broker import BrokerConfig
@@ -327,8 +328,9 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
     except OSError as exc:
         error = _clip(f"{type(exc).__name__}: {exc}")
         log.critical("settings_unreadable", extra={"path": str(path), "error": error})
-        return AppSettings(), (f"The settings file {path} could not be read ({error}); it was "
-                               f"left as it is and the default settings are in effect.")
+        return AppSettings(), redact(f"The settings file {path} could not be read ({error}); "
+                                     f"it was left as it is and the default settings are in "
+                                     f"effect.")
     if raw is None:
         return AppSettings(), None
     try:
@@ -345,8 +347,9 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
         where = f"it could not be moved aside ({exc})"
     log.critical("settings_corrupt", extra={"path": str(path), "error": error,
                                             "corrupt_path": str(corrupt) if corrupt else None})
-    return AppSettings(), (f"The settings file {path} could not be used ({error}); {where} "
-                           f"and the default settings are in effect.")
+    # shown in the window's banner: the same redaction as every other output
+    return AppSettings(), redact(f"The settings file {path} could not be used ({error}); "
+                                 f"{where} and the default settings are in effect.")
 
 
 def _read_settings_bytes(path: Path) -> bytes | None:

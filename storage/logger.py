@@ -409,7 +409,8 @@ def _mask_long(m: re.Match[str], hash_field: bool) -> str:
     out: list[str] = []
     pos = start
     for run in _ALNUM_RUN_RE.finditer(text, start, core_end):
-        if run.end() - run.start() >= 6 and _is_identifier(text, run.start(), run.end()):
+        # any run may be where an id starts ("my" of my-own-run-id-...: the token stops at "-")
+        if _is_identifier(text, run.start(), run.end()):
             if run.start() > pos:
                 out.append(_redact_piece(text, pos, run.start(), hash_field))
             out.append(run.group())
@@ -592,9 +593,31 @@ class _JsonFormatter(JsonFormatter):
 class _JsonlFileHandler(RotatingFileHandler):
     """Rotating file handler that creates its folder on first write, not on import."""
 
+    _failed_writes = 0
+
     def _open(self) -> Any:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A log line the disk refused: one plain line on stderr, not logging's traceback.
+
+        The session itself reports the disk error (its own writes fail the same way); the log
+        must not bury that message under a traceback per record.
+        """
+        self._failed_writes += 1
+        if self._failed_writes == 1:
+            import errno as _errno
+            exc = sys.exc_info()[1]
+            code = getattr(exc, "errno", None)
+            why = {_errno.ENOSPC: "disk full", _errno.EROFS: "read-only file system",
+                   _errno.EACCES: "permission denied"}.get(code, type(exc).__name__)
+            try:
+                sys.stderr.write(redact(f"log: cannot write {self.baseFilename} ({why}); "
+                                        f"further log lines to it are lost until it "
+                                        f"can\n"))
+            except Exception:  # noqa: BLE001 - nowhere left to say it
+                pass
 
 
 class _StderrHandler(logging.StreamHandler):
