@@ -31,6 +31,7 @@ BREAKER_STATES = ("closed", "open", "half_open")
 ORDER_REASONS = ("entry", "exit", "stop", "target", "flatten")
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MISSING = object()
+_SKIP = object()
 _DECIMAL_TEXT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?")
 
 
@@ -46,12 +47,22 @@ class _Checker:
         if len(self.problems) < 50:
             self.problems.append(f"{path}: {why}")
 
-    # ---- typed getters: return the value, or None after recording a problem ----
-    def obj(self, d, key: str, path: str, optional: bool = False) -> dict | None:
+    def fetch(self, d, key: str, path: str, optional: bool, default=_MISSING):
+        """Return the value to check, or _SKIP when there is none (missing is a problem unless
+        optional or defaulted; None passes for optional fields)."""
         v = d.get(key, _MISSING) if isinstance(d, dict) else _MISSING
+        if v is _MISSING and default is not _MISSING:
+            return _SKIP
         if v is _MISSING or (optional and v is None):
             if not optional:
                 self.bad(path, "missing")
+            return _SKIP
+        return v
+
+    # ---- typed getters: return the value, or None after recording a problem ----
+    def obj(self, d, key: str, path: str, optional: bool = False) -> dict | None:
+        v = self.fetch(d, key, path, optional)
+        if v is _SKIP:
             return None
         if not isinstance(v, dict):
             self.bad(path, f"expected an object, got {_kind(v)}")
@@ -74,10 +85,8 @@ class _Checker:
 
     def dec(self, d, key: str, path: str, lo: Decimal | None = None, hi: Decimal | None = None,
             optional: bool = False) -> Decimal | None:
-        v = d.get(key, _MISSING) if isinstance(d, dict) else _MISSING
-        if v is _MISSING or (optional and v is None):
-            if not optional:
-                self.bad(path, "missing")
+        v = self.fetch(d, key, path, optional)
+        if v is _SKIP:
             return None
         # money is written as text; an int is accepted, a float or anything else is not exact
         if isinstance(v, bool) or not isinstance(v, (str, int)):
@@ -111,12 +120,8 @@ class _Checker:
 
     def num(self, d, key: str, path: str, lo: float | None = None, hi: float | None = None,
             optional: bool = False, positive: bool = False, default=_MISSING) -> float | None:
-        v = d.get(key, _MISSING) if isinstance(d, dict) else _MISSING
-        if v is _MISSING and default is not _MISSING:
-            return default
-        if v is _MISSING or (optional and v is None):
-            if not optional:
-                self.bad(path, "missing")
+        v = self.fetch(d, key, path, optional, default)
+        if v is _SKIP:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.bad(path, f"expected a number, got {_kind(v)}")
@@ -139,12 +144,8 @@ class _Checker:
 
     def int_(self, d, key: str, path: str, lo: int = 0, hi: int = MAX_COUNT,
              optional: bool = False, default=_MISSING) -> int | None:
-        v = d.get(key, _MISSING) if isinstance(d, dict) else _MISSING
-        if v is _MISSING and default is not _MISSING:
-            return default
-        if v is _MISSING or (optional and v is None):
-            if not optional:
-                self.bad(path, "missing")
+        v = self.fetch(d, key, path, optional, default)
+        if v is _SKIP:
             return None
         if isinstance(v, bool) or not isinstance(v, int):
             self.bad(path, f"expected an integer, got {_kind(v)}")
@@ -159,12 +160,8 @@ class _Checker:
 
     def str_(self, d, key: str, path: str, choices=None, optional: bool = False,
              cap: int = MAX_TEXT, default=_MISSING) -> str | None:
-        v = d.get(key, _MISSING) if isinstance(d, dict) else _MISSING
-        if v is _MISSING and default is not _MISSING:
-            return default
-        if v is _MISSING or (optional and v is None):
-            if not optional:
-                self.bad(path, "missing")
+        v = self.fetch(d, key, path, optional, default)
+        if v is _SKIP:
             return None
         if not isinstance(v, str):
             self.bad(path, f"expected text, got {_kind(v)}")
