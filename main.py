@@ -391,6 +391,20 @@ def main(argv: list[str] | None = None) -> int:
         lock.release()
 
 
+def _attach_parent_console() -> None:
+    """Windows, packaged (windowed) app run with --headless from a terminal: print there."""
+    if os.name != "nt" or not getattr(sys, "frozen", False) or "--headless" not in sys.argv:
+        return
+    try:  # pragma: no cover - Windows only
+        import ctypes
+        if ctypes.windll.kernel32.AttachConsole(-1):  # ATTACH_PARENT_PROCESS
+            sys.stdout = open("CONOUT$", "w", encoding="utf-8", buffering=1)
+            sys.stderr = open("CONOUT$", "w", encoding="utf-8", buffering=1)
+    except Exception:  # noqa: BLE001 - no console to attach to: run silently, files still written
+        pass
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    _attach_parent_console()
     sys.exit(main())

@@ -178,6 +178,18 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def app_icon():
+    """The app's icon in every size shipped (inside the bundle when frozen)."""
+    from PySide6.QtGui import QIcon
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    icon = QIcon()
+    for n in (16, 32, 48, 64, 128, 256, 512):
+        p = base / "resources" / "icons" / f"btc-laptop-agents-{n}.png"
+        if p.is_file():
+            icon.addFile(str(p))
+    return icon
+
+
 def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     """Run the desktop window until it closes; return the process exit code.
 
@@ -192,7 +204,14 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
             print(f"{opt} is for headless runs: use python main.py --headless {opt} ...",
                   file=sys.stderr)
             return 2
+    from gui.preflight import check_platform
     from PySide6.QtWidgets import QApplication
+    if QApplication.instance() is None:
+        # Qt would abort the process (exit 134) naming one library at best: say it all first
+        problem = check_platform()
+        if problem:
+            print(problem, file=sys.stderr, flush=True)
+            return 2
 
     from gui.main_window import APP_TITLE, APPLICATION, ORGANIZATION
     from gui.theme import apply_theme
@@ -202,6 +221,8 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APP_TITLE)
+    app.setDesktopFileName("btc-laptop-agents")  # matches resources/btc-laptop-agents.desktop
+    app.setWindowIcon(app_icon())
     quiet = bool(getattr(args, "quiet", False))
     setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
                   console_level=logging.WARNING if quiet else logging.INFO)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDockWidget, QDoubleSpinBox,
                                QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QSizePolicy, QSpinBox, QToolBar, QVBoxLayout, QWidget)
@@ -115,9 +115,11 @@ class MainWindow(QMainWindow):
         self._run_source_text = ""
         self.settings_warning: str | None = None
 
-        self.setWindowTitle(f"{APP_TITLE} — paper trading")
+        # exactly the application's display name: Qt appends that name to any other title
+        # ("X — BTC Laptop Agents"), which read "BTC Laptop Agents — paper trading — BTC ..."
+        self.setWindowTitle(APP_TITLE)
         self.setObjectName("mainWindow")
-        self.resize(1560, 960)
+        self._fit_to_screen()
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowNestedDocks
                             | QMainWindow.AllowTabbedDocks)
 
@@ -797,11 +799,43 @@ class MainWindow(QMainWindow):
         self._save_toolbar_state()
         q.sync()
 
+    MIN_SIZE = (1000, 600)  # fits a 1280x720 laptop screen with its panel and title bar
+
+    def _fit_to_screen(self) -> None:
+        """Default geometry: 90% of the available screen, centred; never below MIN_SIZE."""
+        self.setMinimumSize(*self.MIN_SIZE)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(1280, 800)
+            return
+        avail = screen.availableGeometry()
+        w = max(self.MIN_SIZE[0], min(int(avail.width() * 0.9), 1800))
+        h = max(self.MIN_SIZE[1], min(int(avail.height() * 0.9), 1100))
+        w, h = min(w, avail.width()), min(h, avail.height())
+        self.resize(w, h)
+        self.move(avail.x() + (avail.width() - w) // 2, avail.y() + (avail.height() - h) // 2)
+
+    def _clamp_to_screens(self) -> None:
+        """A restored geometry must be on a screen that exists now (a monitor may be gone)."""
+        frame = self.frameGeometry()
+        screens = QGuiApplication.screens()
+        if not screens:
+            return
+        if any(sc.availableGeometry().intersects(frame) and
+               sc.availableGeometry().intersected(frame).width() >= 200 and
+               sc.availableGeometry().intersected(frame).height() >= 100 for sc in screens):
+            avail = (self.screen() or screens[0]).availableGeometry()
+            if self.width() > avail.width() or self.height() > avail.height():
+                self._fit_to_screen()
+            return
+        self._fit_to_screen()
+
     def _restore_ui_state(self) -> None:
         q = self.qsettings
         geo = q.value("window/geometry")
         if geo is not None:
             self.restoreGeometry(geo)
+            self._clamp_to_screens()
         state = q.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -813,6 +847,14 @@ class MainWindow(QMainWindow):
                 pass
 
     # ================================================================== closing
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            # read by scripts/check_built_app.py to time launch-to-window
+            QTimer.singleShot(0, lambda: log.info("gui_window_shown", extra={
+                "width": self.width(), "height": self.height()}))
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         if self.controller.is_running and not self._force_close:
             event.ignore()

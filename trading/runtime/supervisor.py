@@ -52,6 +52,8 @@ def child_argv(argv: list[str], run_id: str, resume: bool, previous_exit: str = 
         out += ["--resume", "--previous-exit", previous_exit or "child exited"]
     if give_up:
         out += ["--give-up", give_up]
+    if getattr(sys, "frozen", False):  # the packaged app: the executable is main.py
+        return [sys.executable, *out]
     return [sys.executable, str(MAIN), *out]
 
 
