@@ -123,19 +123,25 @@ def _unusable_dir(path: Path) -> str | None:
 
 def _make_data_dir(path: Path) -> str | None:
     """Create the data dir and prove it takes a file; say why not (nothing else is written)."""
+    folder = path
     try:
         path.mkdir(parents=True, exist_ok=True)
         # the folders a session writes into, where they exist already
         for folder in (path, *(p for p in (path / "paper", path / "runs", path / "logs")
                                if p.is_dir())):
             probe = folder / f".write-probe-{os.getpid()}"
-            with open(probe, "wb") as fh:
-                fh.write(b"ok")
-            os.remove(probe)
+            try:
+                with open(probe, "wb") as fh:
+                    fh.write(b"ok")
+            finally:
+                try:
+                    os.remove(probe)
+                except OSError:
+                    pass
     except (OSError, ValueError) as e:
         from storage.errors import as_disk_error
-        disk = as_disk_error(e, path) if isinstance(e, OSError) else None
-        return f"cannot use {path}: " + (str(disk) if disk else f"{type(e).__name__}: {e}")
+        disk = as_disk_error(e, folder) if isinstance(e, OSError) else None
+        return f"cannot use {folder}: " + (str(disk) if disk else f"{type(e).__name__}: {e}")
     return None
 
 
@@ -324,7 +330,9 @@ def run_headless(cfg, args) -> int:
         return s
 
     if args.give_up or args.finalize:
-        session = make_session(True)
+        # closing the books is no restart: count only what the supervisor made
+        session = Session(dataclasses.replace(cfg, resume=True), run_id=run_id)
+        made[:] = [session]
         code = session.finalize_only(args.finalize or "supervisor gave up",
                                      error=args.give_up or None)
     elif args.no_watchdog:

@@ -224,15 +224,18 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     app.setDesktopFileName("btc-laptop-agents")  # matches resources/btc-laptop-agents.desktop
     app.setWindowIcon(app_icon())
     quiet = bool(getattr(args, "quiet", False))
-    setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
-                  console_level=logging.WARNING if quiet else logging.INFO)
     apply_theme(app)
     exit_on_finish = bool(getattr(args, "exit_on_finish", False))
-    # one writer per data dir: taken before any window can start a session, held until the
-    # window is gone (released in the finally below; process death releases it too)
+    # one writer per data dir: taken before any window can start a session and before the
+    # log file is opened (a refused second window must not write into the holder's log),
+    # held until the window is gone (released below; process death releases it too)
+    from storage.logger import teardown_logging
+    teardown_logging()  # until the lock is ours, log records go to stderr only
     lock = lock_data_dir(Path(cfg.data_dir), show_dialog=not exit_on_finish)
     if lock is None:
         return EXIT_DATA_DIR_UNUSABLE
+    setup_logging(Path(cfg.data_dir), console=True, level=logging.INFO,
+                  console_level=logging.WARNING if quiet else logging.INFO)
     try:
         return _run_window(app, args, cfg, argv, exit_on_finish)
     finally:

@@ -428,11 +428,37 @@ def _mask_long_hash(m: re.Match[str]) -> str:
     return _mask_long(m, True)
 
 
+# credentials recognisable by their shape alone, whatever surrounds them: JWTs, vendor key
+# prefixes (Stripe, Google, GitHub, Slack, AWS access key ids), a password in a URL, a secret
+# passed as a command-line flag's value, "password <value>"
+_SHAPED_RE = re.compile(
+    r"(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+    r"|(?P<vendor>\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{30,}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|AKIA[0-9A-Z]{16})\b)"
+    r"|(?P<urlpw>(?<=://)[^/\s:@]{1,200}:)(?P<pw>[^/\s@]{1,200})(?=@)"
+    r"|(?P<flag>--(?:[a-z]+-)*(?:key|secret|token|password|passwd|passphrase|signature)"
+    r"(?:-[a-z]+)*[ =])(?P<flagval>[^\s\[]+)"
+    r"|(?P<pwword>\b(?:password|passwd|passphrase)\s+)(?P<pwval>(?=\S*\d)[^\s,;\[]{6,})",
+    re.IGNORECASE)
+
+
+def _mask_shaped(m: re.Match[str]) -> str:
+    if m.group("urlpw"):
+        return m.group("urlpw") + REDACTED
+    if m.group("flag"):
+        return m.group("flag") + REDACTED
+    if m.group("pwword"):
+        return m.group("pwword") + REDACTED
+    return REDACTED
+
+
 def _redact(text: str, hash_field: bool = False) -> str:
     original = text
     values, secret_re = _secrets
     if secret_re is not None and any(s in text for s in values):
         text = secret_re.sub(REDACTED, text)
+    text = _SHAPED_RE.sub(_mask_shaped, text)
     text = _redact_named(text)
     if len(text) >= 32:
         text = _LONG_RE.sub(_mask_long_hash if hash_field else _mask_long_text, text)

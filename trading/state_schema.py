@@ -21,7 +21,7 @@ MAX_MONEY = Decimal("1e15")
 MAX_PRICE = 1e9
 MAX_POSITION_QTY = Decimal("100000")
 NOTIONAL_SLACK = Decimal("2")
-MAX_TS = 2**53  # epoch ms; anything larger is not a time
+MAX_TS = 253_402_300_799_999  # epoch ms of 9999-12-31: the last instant datetime can show
 MAX_COUNT = 10**12
 MAX_LIST = 100_000
 MAX_TEXT = 10_000
@@ -194,6 +194,15 @@ def _short(v) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _iso_ok(text: str) -> bool:
+    from datetime import datetime
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) <= 40
+
+
 def _lot_multiple(qty: Decimal, lot: Decimal) -> bool:
     try:
         return (qty % lot) == 0
@@ -344,19 +353,28 @@ def _check_session(c: _Checker, s: dict) -> None:
     c.str_(s, "source_used", "session.source_used", SOURCES, default="replay")
     c.bool_(s, "offline_fallback", "session.offline_fallback", default=False)
     c.str_(s, "fallback_reason", "session.fallback_reason", default="")
-    c.dec(s, "starting_equity", "session.starting_equity", optional=True)
+    for k in ("starting_equity", "open_fees", "open_realized"):  # Decimal(): never null
+        if k in s:
+            c.dec(s, k, f"session.{k}")
     c.str_(s, "account_source", "session.account_source", cap=40, default="")
     c.str_(s, "account_note", "session.account_note", default="")
     for k in ("restarts", "watchdog_restarts"):
         c.int_(s, k, f"session.{k}", 0, 10**9, default=0)
-    for k in ("open_fees", "open_realized"):
-        c.dec(s, k, f"session.{k}", optional=True)
     for i, x in enumerate(c.lst(s, "round_trips", "session.round_trips")):
         c.dec({"v": x}, "v", f"session.round_trips[{i}]")
     for i, seg in enumerate(c.lst(s, "segments", "session.segments", cap=100_000)):
         if not isinstance(seg, dict):
             c.bad(f"session.segments[{i}]", f"expected an object, got {_kind(seg)}")
             break
+        for k in ("started", "ended"):
+            v = seg.get(k)
+            if v is not None and not (isinstance(v, str) and _iso_ok(v)):
+                c.bad(f"session.segments[{i}].{k}", f"expected an ISO time, got {_short(v)}")
+        for k in ("exit_reason",):
+            if seg.get(k) is not None and not isinstance(seg.get(k), str):
+                c.bad(f"session.segments[{i}].{k}", "expected text")
+        if "segment" in seg:
+            c.int_(seg, "segment", f"session.segments[{i}].segment", 0, 10**9)
     for i, r in enumerate(c.lst(s, "repairs", "session.repairs")):
         if not isinstance(r, str) or len(r) > MAX_TEXT:
             c.bad(f"session.repairs[{i}]", "expected text")

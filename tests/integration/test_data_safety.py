@@ -463,3 +463,22 @@ def test_supervisor_restarts_are_all_counted_even_kills_at_start_up(tmp_path):
     assert printed and rep["restarts"] == max(printed) == killed
     repairs = [x for x in log_records(d) if x.get("message") == "state_repaired_from_journal"]
     assert len(rep["state_repairs"]) >= len(repairs)
+
+
+def test_a_state_file_behind_the_journal_yields_to_the_journal(tmp_path):
+    """A valid state file that missed the last fills (a kill or a disk error between the
+    journal row and the state write) is not trusted over the journal."""
+    d = tmp_path / "data"
+    assert cli(d, *FAST, "--duration", "15", "--seed", "3").returncode == 0
+    final_cash = Decimal(latest_report(d)["cash"])
+    doc = _state(d)
+    led = doc["broker"]["ledger"]
+    for k in ("cash", "realized_pnl"):  # still reconciles: only the journal can tell
+        led[k] = str(Decimal(led[k]) + Decimal("5.5"))
+    (d / "paper" / "broker_state.json").write_text(json.dumps(doc))
+    r = cli(d, *FAST, "--duration", "2")
+    assert r.returncode == 0, r.stderr
+    rep = latest_report(d)
+    assert rep["account_source"] == "rebuilt" and "behind the journal" in rep["account_note"]
+    assert Decimal(str(rep["starting_equity"])) == final_cash
+    assert any("behind the journal" in x for x in rep["state_repairs"])

@@ -375,3 +375,25 @@ def test_extra_fields_with_ids_are_logged_intact(log_file):
     assert record["order_id"] == f"{RUN_ID}-00017"
     assert record["report_dir"] == f"/data/runs/{RUN_ID}"
     assert record["replay_sha256"] == SHA
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("auth eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9P x",
+     "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9P"),
+    ("key sk_live_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc"),
+    ("google AIzaSyA1b2C3d4E5f6G7h8I9j0K-L_mNoPqRsTu", "SyA1b2C3d4E5f6G7h8I9j0K"),
+    ("https://user:hunter2x@host/path", "hunter2x"),
+    ("main.py --api-secret abcdefgh12345678 --symbol X", "abcdefgh12345678"),
+    ("the password hunter22 was typed", "hunter22"),
+    ("--symbol sk_live_abcdefghijklmnopqrstuvwxyz0123", "abcdefghijklmnopqrstuvwxyz0123"),
+])
+def test_credentials_known_by_their_shape_are_redacted(text, secret):
+    from storage.logger import redact
+    assert secret not in redact(text)
+
+
+@pytest.mark.parametrize("text", ["password is required", "token bucket", "--max-restarts 5",
+                                  "--keyboard layout", "https://example.com/a:b"])
+def test_ordinary_words_near_those_shapes_survive(text):
+    from storage.logger import redact
+    assert redact(text) == text

@@ -29,6 +29,7 @@ class RebuiltAccount:
     run_id: str  # the run whose record it came from
     how: str  # one sentence for the log, the console and the report
     fills: int = 0  # fills replayed
+    exact: bool = True  # from the recorded account columns (not inferred from fills alone)
 
 
 def _position(text) -> Position | None:
@@ -118,7 +119,7 @@ def rebuild_account(journal, cfg: BrokerConfig, only_run: str | None = None
                 broker, n = _replay(journal, run_id, cash0, Position(), cfg)
                 return RebuiltAccount(broker, run_id, f"run {run_id}'s {n} journalled fill(s) "
                                                       f"(cash before its first fill {cash0})",
-                                      n)
+                                      n, exact=False)
         except (ValueError, KeyError, TypeError, ArithmeticError) as e:
             # the journal disagrees with itself: take the last fill's own record of the cash
             log.error("journal_replay_failed", extra={"run_id": run_id, "error": str(e)})
@@ -133,7 +134,7 @@ def rebuild_account(journal, cfg: BrokerConfig, only_run: str | None = None
                                                avg_px=Decimal(repr(last.fill_px)))
                 return RebuiltAccount(broker, run_id, f"the cash recorded with run {run_id}'s "
                                                       f"last fill (its fills did not replay: "
-                                                      f"{e})")
+                                                      f"{e})", exact=False)
         if only_run is not None:
             return None
     return None

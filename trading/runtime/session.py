@@ -111,7 +111,11 @@ def new_run_id() -> str:
 def iso(ts_ms: int | float | None) -> str | None:
     if not ts_ms:
         return None
-    return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat(
+            timespec="milliseconds")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
 
 
 class _InjectingStrategy:
@@ -507,18 +511,37 @@ class Session:
                                        f"balance {start} USDT as asked")
             self.account_source = "reset (asked)"
             return
-        if state is not None:
-            prev = PaperBroker(cfg.broker)
-            prev.restore(state["broker"])
-            self._take_account(prev)
-            self._set_account("carried", f"carried over from run {state.get('run_id')}")
-            return
         from trading.runtime.recovery import rebuild_account
         try:
             got = rebuild_account(self.journal, cfg.broker)
         except Exception as e:  # noqa: BLE001 - hostile rows must not stop the session
             log.error("journal_rebuild_failed", extra={"error": f"{type(e).__name__}: {e}"})
             got = None
+        if got is not None:
+            from storage.logger import register_identifier
+            register_identifier(got.run_id)
+        if state is not None:
+            prev = PaperBroker(cfg.broker)
+            prev.restore(state["broker"])
+            register_identifier_safe(state.get("run_id"))
+            j_led, j_pos = (got.broker.ledger, got.broker.position) if got else (None, None)
+            if got is not None and got.exact and (j_led.cash != prev.ledger.cash
+                                                  or j_pos.qty != prev.position.qty):
+                # the journal is the truth for fills: a state file written before the last
+                # fill, flatten or funding (a kill or a disk error between the two writes)
+                why = (f"the state file (run {state.get('run_id')}, cash {prev.ledger.cash}, "
+                       f"position {prev.position.qty}) was behind the journal (cash "
+                       f"{j_led.cash}, position {j_pos.qty})")
+                self.repairs.append(why)
+                log.warning("state_behind_journal", extra={"run_id": self.run_id,
+                                                           "repair": why})
+                self._take_account(got.broker)
+                self._set_account("rebuilt", f"{why}. The journal's account was used: "
+                                             f"{got.how}.")
+                return
+            self._take_account(prev)
+            self._set_account("carried", f"carried over from run {state.get('run_id')}")
+            return
         why = self.state_problem or "the state file was missing"
         if got is not None:
             self._take_account(got.broker)
@@ -1299,10 +1322,10 @@ class Session:
                 events = self.broker.flatten(now, reason="flatten")
                 if events:
                     self._on_broker_events(events)
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
             if raise_errors:
                 raise
-            log.exception("flatten_failed")
+            _log_write_failure("flatten_failed", e, run_id=self.run_id)
 
     def _teardown(self) -> None:
         for part in (self.worker, self.feed, self.exchange):
@@ -1448,6 +1471,13 @@ class Session:
         self.publish("finished", report)
 
 
+def register_identifier_safe(value) -> None:
+    """Keep an id of the project's own readable in every output (a run id read back)."""
+    from storage.logger import register_identifier
+    if isinstance(value, str) and 6 <= len(value) <= 64:
+        register_identifier(value)
+
+
 def _say(stream, text: str) -> None:
     """Print a console line through the one redaction every output goes through."""
     from storage.logger import redact
@@ -1506,7 +1536,10 @@ def _mmss(ms: int) -> str:
 def _seconds_between(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
-    return round((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds(), 3)
+    try:
+        return round((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds(), 3)
+    except (TypeError, ValueError, OverflowError):
+        return None  # a hand-edited segment: the report shows no duration rather than fail
 
 
 def _json(obj) -> str:

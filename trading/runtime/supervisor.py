@@ -88,6 +88,8 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
     """
     from trading.runtime.session import new_run_id
     run_id = run_id or new_run_id()
+    from storage.logger import register_identifier
+    register_identifier(run_id)
     pid_file = Path(data_dir) / "paper" / "child.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -147,14 +149,16 @@ def supervise(argv: list[str], *, data_dir: Path, run_id: str | None = None,
                 why = (f"supervisor gave up after {len(recent) - 1} restarts within "
                        f"{restart_window_s:.0f}s; last child: {previous}")
                 _say(f"supervisor: {why}", sys.stderr)
-                cmd = child_argv(argv, run_id, True, previous, give_up=why, restarts=restarts)
+                # the death that made it give up was not restarted: it is no restart
+                cmd = child_argv(argv, run_id, True, previous, give_up=why,
+                                 restarts=restarts - 1)
                 call(cmd)  # a last child closes the books with an error report
                 return 1
             _say(f"supervisor: child {previous}; restarting run {run_id} in "
                  f"{restart_delay_s:g}s for the remaining time (restart {restarts})", sys.stderr)
             if stop.wait(restart_delay_s):
                 # stopped during the pause: close the books from the saved state
-                code = call(child_argv(argv, run_id, True, previous, restarts=restarts) +
+                code = call(child_argv(argv, run_id, True, previous, restarts=restarts - 1) +
                             ["--finalize", "stopped during a restart pause"])
                 return 1 if code == EXIT_NOT_RESTARTABLE else code
             resume = True
