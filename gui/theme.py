@@ -57,7 +57,7 @@ QMainWindow QComboBox, QMainWindow QSpinBox, QMainWindow QDoubleSpinBox {{
     background: {BG}; border: 1px solid {BORDER_2}; border-radius: 6px; padding: 3px 6px;
     min-height: 20px; }}
 QMainWindow QAbstractSpinBox::up-button, QMainWindow QAbstractSpinBox::down-button {{
-    width: 0px; border: none; }}
+    subcontrol-origin: border; width: 0px; height: 0px; border: none; }}
 QMainWindow QComboBox:disabled, QMainWindow QSpinBox:disabled,
 QMainWindow QDoubleSpinBox:disabled {{ color: #9ca3af; background: {PANEL_2}; }}
 QMainWindow QPushButton {{ background: {BG}; border: 1px solid {BORDER_2}; border-radius: 6px;

@@ -429,3 +429,48 @@ def test_rebuilt_account_is_said_in_words_above_the_chart(make_window, qtbot, da
         assert "ACCOUNT REBUILT FROM THE JOURNAL" in text and "journal" in text
         label = w.alert_banner.label
         assert label.isVisible() and label.width() > 200
+
+
+def test_settings_opened_from_the_window_shows_every_value(make_window, qtbot):
+    """Each field displays its value, readable: the window's style once left every spin box
+    of the dialog with a 1-pixel text area (the values were there, but blank on screen)."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit
+
+    from PySide6.QtWidgets import QApplication
+
+    from gui.settings_dialog import AppSettings, SettingsDialog
+    from gui.theme import apply_theme
+    app = QApplication.instance()
+    before = (app.styleSheet(), app.palette(), app.font())
+    apply_theme(app)  # what the app does at launch: the style rules are the point here
+    try:
+        _check_settings_fields(make_window, qtbot)
+    finally:
+        app.setStyleSheet(before[0])
+        app.setPalette(before[1])
+        app.setFont(before[2])
+
+
+def _check_settings_fields(make_window, qtbot):
+    from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit
+
+    from gui.settings_dialog import AppSettings, SettingsDialog
+    w = make_window()
+    dlg = SettingsDialog(AppSettings(), w)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    checked = 0
+    for name, editor in dlg.editors.items():
+        field = editor.lineEdit() if isinstance(editor, QAbstractSpinBox) else editor
+        if not isinstance(field, QLineEdit):
+            continue
+        text = field.text() or field.placeholderText()
+        assert text, name
+        if isinstance(editor, QAbstractSpinBox):
+            assert text == str(editor.value()), name
+        need = field.fontMetrics().horizontalAdvance(text)
+        assert field.isVisible() and field.contentsRect().width() >= need, \
+            (name, field.contentsRect().width(), need)
+        checked += 1
+    assert checked >= 20
+    dlg.close()
