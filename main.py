@@ -147,7 +147,7 @@ def _make_data_dir(path: Path) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
+        prog=Path(sys.executable).name if getattr(sys, "frozen", False) else "main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
         "data (or the bundled replay), headless or in a desktop window.")
     p.add_argument("--headless", action="store_true", help="run in the terminal, no window")
     p.add_argument("--autostart", action="store_true",
@@ -166,24 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execution-latency-ms", type=_int_range("--execution-latency-ms", 0,
                                                              600_000),
                    default=1000, metavar="N", help="delay from signal to fill (default 1000)")
-    p.add_argument("--symbol", type=_symbol, default="BTCUSDT")
+    p.add_argument("--symbol", type=_symbol, default="BTCUSDT",
+                   help="perpetual to trade, ASCII letters and digits (default BTCUSDT)")
     p.add_argument("--data-dir", type=_data_dir, metavar="DIR",
                    help="where logs, state, journal and reports go (default: per-user data "
                         "dir, or $BTC_LAPTOP_DATA_DIR)")
-    p.add_argument("--seed", type=_int_range("--seed", 0, 2**31 - 1), default=0)
+    p.add_argument("--seed", type=_int_range("--seed", 0, 2**31 - 1), default=0,
+                   help="seeds the replay window, intra-minute quotes and reconnect jitter "
+                        "(default 0)")
     p.add_argument("--chaos", default="", metavar="SPEC",
                    help="local-exchange faults, e.g. drop@30s,stall@90s:15s,garbage@120s")
-    p.add_argument("--starting-balance", type=str, default="10000", metavar="USDT")
+    p.add_argument("--starting-balance", type=str, default="10000", metavar="USDT",
+                   help="paper account start, 1 to 1e12 (default 10000; later sessions carry "
+                        "the account over)")
     p.add_argument("--risk-per-trade", type=_positive_float("--risk-per-trade", 0.0, 0.5),
-                   default=0.005, metavar="FRACTION", help="equity fraction risked to the stop")
+                   default=0.005, metavar="FRACTION",
+                   help="equity fraction lost if the stop is hit (default 0.005)")
     p.add_argument("--taker-fee-bps", type=_positive_float("--taker-fee-bps", 0, 1000, True),
-                   default=6.0)
+                   default=6.0, metavar="BPS",
+                   help="fee of market orders, basis points (default 6: Bitunix VIP0)")
     p.add_argument("--maker-fee-bps", type=_positive_float("--maker-fee-bps", 0, 1000, True),
-                   default=2.0)
+                   default=2.0, metavar="BPS",
+                   help="fee of resting orders, basis points (default 2: Bitunix VIP0)")
     p.add_argument("--slip-bps", type=_positive_float("--slip-bps", 0, 1000, True), default=2.0,
-                   help="slippage used only when no quote exists at fill time")
+                   metavar="BPS",
+                   help="slippage used only when no quote exists at fill time (default 2)")
     p.add_argument("--spread-usd", type=_positive_float("--spread-usd", 0.0, 1000.0),
-                   default=1.0, help="bid/ask spread for replay files without quotes")
+                   default=1.0, metavar="USD",
+                   help="bid/ask spread for replay files without quotes (default 1.0)")
     p.add_argument("--no-flatten", action="store_true",
                    help="leave an open position open at session end")
     p.add_argument("--reset-account", action="store_true",
@@ -198,15 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-watchdog", action="store_true",
                    help="no in-process watchdog: a crash ends the session with an error report")
     g.add_argument("--hang-after-s", type=_positive_float("--hang-after-s", 0.0, 86400.0),
-                   default=30.0, metavar="S", help="no session-loop heartbeat for S s = hung")
+                   default=30.0, metavar="S",
+                   help="no session-loop heartbeat for S s = hung (default 30)")
     g.add_argument("--restart-delay-s", type=_positive_float("--restart-delay-s", 0.0, 3600.0,
                                                              True),
                    default=5.0, metavar="S", help="pause before a restart (default 5)")
     g.add_argument("--max-restarts", type=_int_range("--max-restarts", 0, 10_000), default=5,
-                   metavar="N", help="give up after more than N restarts within the window")
+                   metavar="N",
+                   help="give up after more than N restarts within the window (default 5)")
     g.add_argument("--restart-window-s", type=_positive_float("--restart-window-s", 0.0,
                                                               7 * 86400.0),
-                   default=3600.0, metavar="S")
+                   default=3600.0, metavar="S",
+                   help="the window --max-restarts counts in (default 3600)")
     g.add_argument("--inject-crash-after-s", type=_positive_float("--inject-crash-after-s", 0.0,
                                                                   86400.0, True),
                    metavar="S", help="fault injection: raise in the execution thread after S s")
