@@ -26,16 +26,28 @@ EXPECTED = {
 }
 
 
+RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "data"  # ships with the app
+
+
 def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"shared data file {name} not present")
-    return path
+    """A data file: the copy the app ships in resources/ first, else the shared folder."""
+    for base in (RESOURCES, SHARED):
+        if (base / name).is_file():
+            return base / name
+    pytest.skip(f"data file {name} is neither in resources/data nor in the shared data")
+
+
+class _Lazy(dict):
+    """Load each file when a test first asks for it: a missing one skips that test only."""
+
+    def __missing__(self, name: str) -> MarketData:
+        self[name] = load_market_file(shared(name))
+        return self[name]
 
 
 @pytest.fixture(scope="module")
 def loaded() -> dict[str, MarketData]:
-    return {name: load_market_file(shared(name)) for name in EXPECTED}
+    return _Lazy()
 
 
 def write(tmp_path: Path, name: str, text: str, gz: bool = False) -> Path:
