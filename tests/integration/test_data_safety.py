@@ -482,3 +482,11 @@ def test_a_state_file_behind_the_journal_yields_to_the_journal(tmp_path):
     assert rep["account_source"] == "rebuilt" and "behind the journal" in rep["account_note"]
     assert Decimal(str(rep["starting_equity"])) == final_cash
     assert any("behind the journal" in x for x in rep["state_repairs"])
+
+
+def test_the_journal_records_the_source_that_ran_not_auto(tmp_path):
+    d = tmp_path / "data"
+    r = cli(d, "--headless", "--source", "auto", "--speed", "max", "--duration", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert latest_report(d)["offline_fallback"] is True
+    assert journal_sessions(d)[-1]["source"] == "replay"

@@ -274,6 +274,8 @@ class Session:
                                                 "resumed": self.resumed, **self.settings()})
             self.beat()
             self._start_source()
+            if self.source_used != cfg.source:  # "auto" resolved: History shows what ran
+                self.journal.start_session(self.run_id, source=self.source_used)
             self._loop()
             if self.abort_event.is_set():
                 raise SessionError(f"aborted: {self.abort_reason}")
