@@ -11,8 +11,8 @@ import logging
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDockWidget, QDoubleSpinBox,
                                QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QSizePolicy, QSpinBox, QToolBar, QVBoxLayout, QWidget)
@@ -399,8 +399,7 @@ class MainWindow(QMainWindow):
         export.triggered.connect(self.fills_panel.export_csv_dialog)
         m.addAction(export)
         folder = QAction("Open data folder", self)
-        folder.triggered.connect(lambda: QDesktopServices.openUrl(
-            QUrl.fromLocalFile(str(self.data_dir))))
+        folder.triggered.connect(self._open_data_folder)
         m.addAction(folder)
         m.addSeparator()
         quit_action = QAction("Quit", self)
@@ -700,6 +699,10 @@ class MainWindow(QMainWindow):
             f"OFFLINE — Bitunix is unreachable{why}. Replaying the bundled real BTC data: "
             "this session is NOT live market data.", "warning")
         self.offline_banner.setToolTip(reason)
+
+    def _open_data_folder(self) -> None:
+        from gui.report_window import open_local_path
+        open_local_path(Path(self.data_dir), self)
 
     def _on_account_notice(self, d: dict) -> None:
         """The paper account was rebuilt from the journal or reset: say so above the chart."""

@@ -186,9 +186,39 @@ def sort_key(value: Any) -> tuple:
     return (1, str(value).lower())
 
 
-def open_local_path(path: Path) -> bool:
-    """Open a file or folder with the desktop's default application (the browser for HTML)."""
-    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).resolve())))
+def open_local_path(path: Path, parent=None) -> bool:
+    """Open a file or folder with the desktop's default application (the browser for HTML).
+
+    When it is missing or nothing can open it, say so in a dialog that shows the path, ready
+    to copy (never a silent no-op). GUI thread.
+    """
+    path = Path(path)
+    if not path.exists():
+        show_open_failure(parent, path, "it does not exist (any more)")
+        return False
+    if QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.resolve()))):
+        return True
+    show_open_failure(parent, path, "no application on this system opens it (no desktop "
+                                    "opener such as xdg-open is set up)")
+    return False
+
+
+def show_open_failure(parent, path: Path, why: str) -> None:
+    """The visible error of open_local_path; a module function so tests can watch it."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+    box = QMessageBox(QMessageBox.Warning, "Cannot open", f"Cannot open {path.name}: {why}.",
+                      QMessageBox.Close, parent)
+    box.setInformativeText(f"Its full path (select to copy):\n{path}")
+    box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    copy = box.addButton("Copy path", QMessageBox.ActionRole)
+    copy.clicked.disconnect()
+    copy.clicked.connect(lambda: QApplication.clipboard().setText(str(path)))
+    _OPEN_BOXES.append(box)  # a parentless box must outlive this call
+    box.finished.connect(lambda _=0, b=box: _OPEN_BOXES.remove(b) if b in _OPEN_BOXES else None)
+    box.open()
+
+
+_OPEN_BOXES: list = []
 
 
 def _mono() -> QFont:
@@ -673,10 +703,10 @@ class ReportWindow(QWidget):
 
     # ---- slots ----
     def _on_open_summary(self) -> None:
-        open_local_path(self.run_dir / SUMMARY_HTML_NAME)
+        open_local_path(self.run_dir / SUMMARY_HTML_NAME, self)
 
     def _on_open_folder(self) -> None:
-        open_local_path(self.run_dir)
+        open_local_path(self.run_dir, self)
 
 
 def _html(value: Any) -> str:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QLabel, QPushButton,
                                QVBoxLayout, QWidget)
 
@@ -75,11 +74,10 @@ class RunSummaryWindow(QDialog):
             lay.addWidget(err)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         html_button = QPushButton("Open summary.html")
-        html_button.clicked.connect(lambda: QDesktopServices.openUrl(
-            QUrl.fromLocalFile(str(self.run_dir / "summary.html"))))
+        from gui.report_window import open_local_path
+        html_button.clicked.connect(lambda: open_local_path(self.run_dir / "summary.html", self))
         folder_button = QPushButton("Open folder")
-        folder_button.clicked.connect(lambda: QDesktopServices.openUrl(
-            QUrl.fromLocalFile(str(self.run_dir))))
+        folder_button.clicked.connect(lambda: open_local_path(self.run_dir, self))
         buttons.addButton(html_button, QDialogButtonBox.ActionRole)
         buttons.addButton(folder_button, QDialogButtonBox.ActionRole)
         buttons.rejected.connect(self.close)

@@ -278,7 +278,8 @@ def test_report_window_shows_a_real_run(qtbot, runs):
 
 def test_report_window_opens_summary_and_folder(qtbot, runs, monkeypatch):
     opened = []
-    monkeypatch.setattr(report_module, "open_local_path", opened.append)
+    monkeypatch.setattr(report_module, "open_local_path",
+                        lambda path, parent=None: opened.append(path))
     window = ReportWindow(runs["ok"])
     qtbot.addWidget(window)
     qtbot.mouseClick(window.open_summary_button, Qt.MouseButton.LeftButton)
@@ -392,3 +393,34 @@ def test_history_explains_a_missing_report_folder(qtbot, tmp_path):
     assert not window.open_button.isEnabled()
     assert "no longer exists" in window.detail_label.text()
     assert window.open_report("old-run") is None
+
+
+def test_open_buttons_say_so_when_nothing_can_open_the_file(qtbot, tmp_path, monkeypatch):
+    """No desktop opener (a bare system): a visible error with the path, not a silent no-op."""
+    from PySide6.QtGui import QDesktopServices
+
+    import gui.report_window as rw
+    shown = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: False))
+    monkeypatch.setattr(rw, "show_open_failure", lambda parent, path, why: shown.append(
+        (path, why)))
+    page = tmp_path / "summary.html"
+    page.write_text("<html></html>")
+    assert rw.open_local_path(page) is False
+    assert shown[-1][0] == page and "no application" in shown[-1][1]
+    assert rw.open_local_path(tmp_path / "gone") is False
+    assert "does not exist" in shown[-1][1]
+
+
+def test_the_open_failure_dialog_shows_the_path(qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    import gui.report_window as rw
+    rw.show_open_failure(None, tmp_path / "summary.html", "no application opens it")
+    qtbot.waitUntil(lambda: any(isinstance(w, QMessageBox) and w.isVisible()
+                                for w in QApplication.topLevelWidgets()), timeout=5000)
+    box = next(w for w in QApplication.topLevelWidgets()
+               if isinstance(w, QMessageBox) and w.isVisible())
+    assert str(tmp_path / "summary.html") in box.informativeText()
+    assert "Cannot open summary.html" in box.text()
+    box.close()
