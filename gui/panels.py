@@ -709,9 +709,13 @@ class StatusIndicators(QWidget):
             self.restarts_label.setText("restarts 0")
             self.restarts_label.setStyleSheet("")
 
-    def set_finished(self) -> None:
+    def set_finished(self, how: str = "finished") -> None:
+        """The session is over: no countdown, no message age, no queue (GUI thread)."""
         self._set_feed("stopped", self.reconnects)
         self.progress.setValue(self.progress.maximum())
+        self.remaining_label.setText(how)
+        self.age_label.setText("msg –")
+        self.queue_label.setText("queue –")
 
 
 def _paint_placeholder(view: QAbstractItemView, text: str) -> None:

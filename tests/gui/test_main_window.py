@@ -474,3 +474,24 @@ def _check_settings_fields(make_window, qtbot):
         checked += 1
     assert checked >= 20
     dlg.close()
+
+
+def test_after_stop_the_panels_show_the_final_account_and_the_clock_says_finished(
+        make_window, qtbot):
+    from gui.theme import fmt_money
+    w = make_window()
+    w.set_toolbar(source="replay", replay_file=None, speed=60, duration_min=20)
+    with qtbot.waitSignal(w.sessionFinished, timeout=90_000) as done:
+        assert w.start_session()
+        qtbot.waitUntil(lambda: w.position_panel.values["side"].text() in ("LONG", "SHORT"),
+                        timeout=60_000)
+        w.stop_session()  # with a position open: the flatten fill comes after the last tick
+    report = _report(done.args[1])
+    assert report["open_position_qty"] in ("0", "0.000") and report["fills"] >= 2
+    panel = w.position_panel.values
+    assert panel["side"].text() == "FLAT"
+    assert panel["realized"].text() == fmt_money(report["realized_pnl"], sign=True)
+    assert panel["fees"].text() == fmt_money(report["fees"])
+    ind = w.indicators
+    assert ind.remaining_label.text() == "finished"
+    assert ind.age_label.text() == "msg –" and "stopped" in ind.feed_label.text()

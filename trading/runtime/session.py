@@ -1470,6 +1470,10 @@ class Session:
             "pnl_absolute": report["pnl_absolute"], "fills": report["fills"],
             "report_dir": str(run_dir), "stopped_reason": self.stopped_reason})
         self.final_report = report
+        try:  # the window's panels show the account after the flatten, not before it
+            self.publish("health", self.health())
+        except Exception:  # noqa: BLE001 - a display refresh must not fail the session's end
+            log.exception("final_health_failed")
         self.publish("finished", report)
 
 
