@@ -621,6 +621,9 @@ class StatusIndicators(QWidget):
             w = QLabel("")
             w.setToolTip(tip)
             w.setTextFormat(Qt.RichText)
+            # never narrower than its words ("feed stoppe", "breaker closec" once): the run
+            # label on the left gives way instead
+            w.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Preferred)
             lay.addWidget(w)
             return w
 

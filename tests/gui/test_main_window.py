@@ -495,3 +495,10 @@ def test_after_stop_the_panels_show_the_final_account_and_the_clock_says_finishe
     ind = w.indicators
     assert ind.remaining_label.text() == "finished"
     assert ind.age_label.text() == "msg –" and "stopped" in ind.feed_label.text()
+    # on a 1280-wide laptop screen (the window takes 90%) no status word is cut
+    w.resize(1152, 648)
+    qtbot.wait(100)
+    for lab in (ind.feed_label, ind.age_label, ind.queue_label, ind.breaker_label,
+                ind.restarts_label, ind.remaining_label):
+        assert lab.isVisible() and lab.width() >= lab.sizeHint().width(), \
+            (lab.text(), lab.width(), lab.sizeHint().width())
