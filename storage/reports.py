@@ -867,8 +867,11 @@ def _price_section_html(candles: Sequence[Any], fills: Sequence[Mapping]) -> str
             f"Showing the last {len(shown):,} of {len(all_candles):,} one-minute candles."
         )
     if shown:
-        t0, t1 = shown[0][0], shown[-1][0] + CANDLE_MS
-        in_window = [p for p in fill_points if t0 <= p[0] <= t1]
+        t0 = shown[0][0]
+        # fills after the last closed candle (the end-of-session flatten, a stop in the last
+        # minute) widen the chart to the right instead of falling off it
+        in_window = [p for p in fill_points if t0 <= p[0]]
+        t1 = max([shown[-1][0] + CANDLE_MS] + [p[0] for p in in_window])
     elif fill_points:
         t0 = min(p[0] for p in fill_points)
         t1 = max(p[0] for p in fill_points)

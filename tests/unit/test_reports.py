@@ -504,3 +504,13 @@ def test_summary_renders_in_headless_chromium(tmp_path):
     assert shot.exists()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 50_000
+
+
+def test_a_fill_after_the_last_closed_candle_is_on_the_chart():
+    """The end-of-session flatten comes after the last closed candle: it is marked (it was
+    once left off as "outside the chart window", and it was the session's largest loss)."""
+    candles = make_candles(10)
+    flatten = make_fill(1, side="SELL", minute=10, fill_ts=T0 + 10 * 60_000 + 1_000)
+    page = render(candles=candles, fills=[make_fill(2, side="BUY", minute=3), flatten])
+    assert page.count('class="fill-sell"') == 1 and page.count('class="fill-buy"') == 1
+    assert "outside the chart window" not in page
