@@ -53,11 +53,14 @@ class FeedStats:
     last_message_mono: float = 0.0
     last_error: str = ""
     last_parse_error: str = ""
+    last_close: str = ""  # how the server last closed the connection (normal closes too)
 
     def snapshot(self, now_mono: float | None = None) -> dict:
         d = asdict(self)
         now = time.monotonic() if now_mono is None else now_mono
-        d["last_message_age_s"] = (now - self.last_message_mono) if self.last_message_mono else None
+        # a monotonic clock reading means nothing to a reader: the age is what it tells
+        mono = d.pop("last_message_mono")
+        d["last_message_age_s"] = (now - mono) if mono else None
         return d
 
 
@@ -222,7 +225,12 @@ class MarketFeed:
                 except websocket.WebSocketTimeoutException:
                     continue
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    self.stats.last_error = "server closed the connection"
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                    reason = bytes(data[2:]).decode("utf-8", "replace")[:200]
+                    text = f"server closed the connection ({code}{': ' + reason if reason else ''})"
+                    self.stats.last_close = text
+                    if code not in (1000, 1001):  # a normal close (e.g. the replay ended)
+                        self.stats.last_error = text  # is no error
                     return got_data
                 if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                     continue
