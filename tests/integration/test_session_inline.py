@@ -173,3 +173,14 @@ def test_verify_fills_script_checks_fills_against_the_replayed_quotes(data_dir):
     p = subprocess.run([sys.executable, "scripts/verify_fills.py", str(s.run_dir)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "MISMATCH" in p.stdout
+
+
+def test_the_equity_chart_ends_at_the_final_equity(data_dir):
+    """The chart's last point is the account after the flatten, the same as the PnL figure
+    (it once ended at the last 5-second sample before the flatten's fee)."""
+    import re
+    s = run_session(data_dir, duration_min=5, start=475)
+    report = json.loads((s.run_dir / "final_report.json").read_text())
+    page = (s.run_dir / "summary.html").read_text()
+    section = re.sub(r"<[^>]+>", " ", page[page.find("mark-to-market"):][:600])
+    assert f"final  {report['final_equity']:,.2f}" in section, section

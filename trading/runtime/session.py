@@ -1412,6 +1412,18 @@ class Session:
             "error": self.error,
         }
 
+    def _final_equity_point(self) -> list[dict]:
+        """The account at the end (after the flatten): the equity chart ends where the PnL
+        figure does, not at the last 5-second sample before it."""
+        end_ts = self.end_data_ts or self.clock.now_ms()
+        if not end_ts or (self.equity_curve and self.equity_curve[-1]["ts"] > end_ts):
+            return []
+        with self.lock:
+            return [{"ts": end_ts, "equity": self.broker.equity(), "cash": self.broker.ledger.cash,
+                     "realized": self.broker.ledger.realized_pnl,
+                     "unrealized": self.broker.unrealized(),
+                     "position_qty": self.broker.position.qty}]
+
     def _write_outputs(self) -> None:
         from storage.reports import write_run_reports
         report = self.report()
@@ -1430,7 +1442,8 @@ class Session:
         try:
             run_dir = write_run_reports(
                 self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
-                candles=[c.to_dict() for c in self.closed_candles], equity=self.equity_curve,
+                candles=[c.to_dict() for c in self.closed_candles],
+                equity=self.equity_curve + self._final_equity_point(),
                 settings=self.settings(), feed=feed, events=self.events_log, segments=segments)
         except Exception as e:  # noqa: BLE001 - the session must still close its books
             why = _log_write_failure("report_write_failed", e, run_id=self.run_id)
