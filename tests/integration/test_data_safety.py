@@ -91,7 +91,6 @@ def test_second_process_on_a_locked_data_dir_is_refused(tmp_path, first):
         assert second.returncode == 2, second.stderr
         assert f"pid {holder['pid']}" in second.stderr
         assert "in use" in second.stderr and "started" in second.stderr
-        assert not (d / "runs" / "latest").exists() or proc.poll() is None
         # a supervisor's child and a second supervisor are refused the same way
         third = cli(d, "--headless", "--supervise", "--source", "replay", "--speed", "max",
                     "--duration", "1", "--quiet")
@@ -222,7 +221,7 @@ def test_corrupt_state_is_moved_aside_and_the_account_rebuilt_from_the_journal(t
     assert Decimal(str(after["starting_equity"])) == final_cash
     # the second run's ledger started at the first run's final cash, exactly
     assert Decimal(_state(d)["broker"]["ledger"]["starting_cash"]) == final_cash
-    assert "ACCOUNT REBUILT" in second.stdout + second.stderr or after["account_note"]
+    assert "account_rebuilt" in second.stderr  # said on the console too (CRITICAL)
 
 
 def test_a_second_corrupt_state_never_overwrites_the_first(tmp_path):

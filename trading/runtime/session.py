@@ -27,7 +27,8 @@ from trading.bitunix import (DEFAULT_CHANNELS, PUBLIC_WS_URL, REST_BASE_URL, Pro
                              kline_url, parse_frame, parse_rest_klines)
 from trading.broker import BrokerConfig, PaperBroker
 from trading.candles import CandleBuilder
-from trading.model import (Candle, FeedReconnected, FundingApplied, FundingInfo, KlineUpdate,
+from trading.model import (Candle, FeedReconnected, Fill, FundingApplied, FundingInfo,
+                           KlineUpdate,
                            OrderCancelled,
                            OrderFilled, OrderRejected, OrderSubmitted, Quote, Side, TradeTick)
 from trading.risk import BreakerConfig, CircuitBreaker
@@ -483,7 +484,6 @@ class Session:
         self.starting_equity = got.broker.ledger.starting_cash
         self.fills = [dict(r) for r in self.journal.fills(self.run_id)]
         for row in self.fills:
-            from trading.model import Fill
             self._count_round_trip(Fill.from_dict(row))
         self._set_account("rebuilt", f"this run's account was rebuilt from {got.how}"
                           + (f" because {self.state_problem}" if self.state_problem else ""))
@@ -509,9 +509,9 @@ class Session:
         cfg = self.config
         start = cfg.broker.starting_cash
         if cfg.reset_account:
-            self._set_account("reset", f"--reset-account: the account starts from the starting "
-                                       f"balance {start} USDT as asked")
-            self.account_source = "reset (asked)"
+            # asked for: said plainly in the report and the log, not raised as an alarm
+            self._set_account("reset_asked", f"--reset-account: the account starts from the "
+                                             f"starting balance {start} USDT as asked")
             return
         from trading.runtime.recovery import rebuild_account
         try:
@@ -520,8 +520,7 @@ class Session:
             log.error("journal_rebuild_failed", extra={"error": f"{type(e).__name__}: {e}"})
             got = None
         if got is not None:
-            from storage.logger import register_identifier
-            register_identifier(got.run_id)
+            register_identifier_safe(got.run_id)
         if state is not None:
             prev = PaperBroker(cfg.broker)
             prev.restore(state["broker"])
