@@ -167,3 +167,13 @@ def test_auto_falls_back_to_replay_loudly_when_bitunix_is_unreachable(data_dir):
     assert any("OFFLINE" in x["message"] and x["level"] == "WARNING" for x in read_log(data_dir))
     assert "OFFLINE" in (s.run_dir / "summary.html").read_text() or \
         "offline" in (s.run_dir / "summary.html").read_text().lower()
+
+
+def test_a_clean_end_is_no_feed_error_and_closes_with_a_close_frame(data_dir):
+    s = run(data_dir, duration_min=2)
+    assert s.exit == 0, s.error
+    feed = s.feed_totals()
+    assert feed["last_error"] == "", feed  # we closed the socket ourselves: that is no error
+    assert feed["state"] == "stopped"
+    gone = [r for r in read_log(data_dir) if r.get("message") == "client_disconnected"]
+    assert gone and gone[-1]["reason"] == "closed by client", gone

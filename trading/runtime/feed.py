@@ -123,14 +123,18 @@ class MarketFeed:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread and close the socket; safe to call twice."""
         self._stop.set()
+        own = self._thread is not None and self._thread is not threading.current_thread()
+        if own:
+            # the thread sees the flag within one read timeout and closes with a close frame
+            self._thread.join(min(timeout, 1.0))
         ws = self._ws
-        if ws is not None:
+        if ws is not None and (not own or self._thread.is_alive()):
             try:
-                ws.abort()
+                ws.abort()  # a thread stuck in a send or a connect: cut the socket
             except Exception:  # noqa: BLE001 - closing a dead socket
                 pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if own:
+            self._thread.join(max(0.0, timeout - 1.0))
         self.stats.state = STOPPED
 
     @property
@@ -168,8 +172,11 @@ class MarketFeed:
             got_data = self._serve(ws)
             self._ws = None
             try:
-                ws.abort()
-                ws.close(timeout=0.2)
+                if self._stop.is_set():
+                    ws.close(status=1000, timeout=0.5)  # we leave: say so with a normal close
+                else:
+                    ws.abort()
+                    ws.close(timeout=0.2)
             except Exception:  # noqa: BLE001
                 pass
             if self._stop.is_set():
@@ -247,7 +254,8 @@ class MarketFeed:
                         st.state = LIVE
                         log.info("feed_live", extra={"url": c.url, "connects": st.connects})
         except (websocket.WebSocketException, OSError) as e:
-            self.stats.last_error = describe_error(e)
+            if not self._stop.is_set():  # the socket we closed ourselves on stop is no error
+                self.stats.last_error = describe_error(e)
         return got_data
 
     def _mark_reconnected(self) -> None:
