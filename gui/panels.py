@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from gui import theme
-from gui.theme import (fmt_bps, fmt_datetime_utc, fmt_duration_ms, fmt_int, fmt_money,
+from gui.theme import (fmt_bps, fmt_datetime_utc, fmt_duration_ms, fmt_int, fmt_money, fmt_pnl_exact,
                        fmt_price, fmt_qty, fmt_time_utc, to_float)
 
 log = logging.getLogger("btc_laptop_agents.gui")
@@ -308,7 +308,8 @@ class FillsModel(QAbstractTableModel):
         ("Spread bps", "spread_cost_bps", fmt_bps, RIGHT,
          "spread cost (bps): fill vs mid; positive = cost"),
         ("Fee", "fee", fmt_money, RIGHT, "fee (USDT, taker)"),
-        ("Realized", "realized_pnl", lambda v: fmt_money(v, sign=True), RIGHT,
+        # 4 places (lot 0.001 x tick 0.1): the rows add up to the realized total shown
+        ("Realized", "realized_pnl", lambda v: fmt_pnl_exact(v), RIGHT,
          "realized PnL of this fill, before fees (USDT)"),
     )
 

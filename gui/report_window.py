@@ -161,6 +161,19 @@ def sign_colour(value: Any) -> str | None:
     return UP if d > 0 else DOWN
 
 
+def _won_note(r: dict) -> str:
+    """What the win rate counts: "0 of 1 won after fees"."""
+    trips, won, rate = to_decimal(r.get("round_trips")), to_decimal(r.get("round_trips_won")), \
+        to_decimal(r.get("win_rate"))
+    if trips is None or trips < 0 or trips != int(trips):
+        return "after fees"
+    if won is None and rate is not None:
+        won = (rate * trips).to_integral_value()
+    if won is None or won < 0 or won > trips:
+        return f"of {int(trips):,}, after fees"
+    return f"{int(won):,} of {int(trips):,} won after fees"
+
+
 class SortItem(QTableWidgetItem):
     """A table cell that sorts by a key (numbers numerically, blanks last), not by its text."""
 
@@ -472,17 +485,18 @@ class ReportWindow(QWidget):
         stats = [
             ("STARTING EQUITY", format_money(r.get("starting_equity")), "USDT", None),
             ("FINAL EQUITY", format_money(r.get("final_equity")), "USDT", None),
-            ("REALIZED PNL", format_money(r.get("realized_pnl"), sign=True), "USDT",
+            ("REALIZED PNL", format_money(r.get("realized_pnl"), sign=True), "USDT before fees",
              sign_colour(r.get("realized_pnl"))),
             ("FEES", format_money(r.get("fees")), "USDT", None),
             ("FILLS", format_number(r.get("fills")),
              f"{format_number(r['round_trips'])} round trips" if "round_trips" in r else "",
              None),
-            ("WIN RATE", DASH if win is None else f"{float(win) * 100:.1f} %", "", None),
+            ("WIN RATE", DASH if win is None else f"{float(win) * 100:.1f} %", _won_note(r), None),
             ("MAX DRAWDOWN", format_money(r.get("max_drawdown")),
              "USDT" + ("" if dd_pct is None else f" \u00b7 {float(dd_pct):.2f} %"), None),
         ]
         self.stat_values: dict[str, QLabel] = {}
+        self.stat_notes: dict[str, QLabel] = {}
         for title, value, unit, colour in stats:
             card = QFrame()
             card.setObjectName("card")
@@ -501,6 +515,7 @@ class ReportWindow(QWidget):
             v.addWidget(val)
             v.addWidget(u)
             self.stat_values[title] = val
+            self.stat_notes[title] = u
             lay.addWidget(card, 1)
         return row
 

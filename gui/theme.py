@@ -165,6 +165,12 @@ def fmt_money(value, sign: bool = False) -> str:
     return _fixed(value, 2, sign)
 
 
+def fmt_pnl_exact(value) -> str:
+    """A fill's realized PnL with 4 decimals and a sign: a lot (0.001) times a tick (0.1) is
+    0.0001, so rows shown this way add up to the total shown."""
+    return _fixed(value, 4, True)
+
+
 def fmt_bps(value, sign: bool = False) -> str:
     """Basis points with 2 decimals."""
     return _fixed(value, 2, sign)

@@ -474,6 +474,12 @@ def _to_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _to_int(value: Any) -> int | None:
+    """A whole, non-negative count, or None."""
+    f = _to_float(value)
+    return int(f) if f is not None and f >= 0 and f == int(f) else None
+
+
 def _ts_to_ms(value: Any) -> int | None:
     """Epoch ms from ms/seconds numbers, numeric strings, ISO strings or datetimes."""
     if value is None or isinstance(value, bool):
@@ -558,6 +564,26 @@ def _fmt_rate(value: Any) -> str:
     if f is None:
         return _text(value) or _DASH
     return f"{f * 100 if abs(f) <= 1 else f:.1f}%"
+
+
+def _won_of(report: Mapping) -> tuple[int | None, int | None]:
+    """(round trips won, round trips) from a report; won is derived from the rate if absent."""
+    trips = _to_int(report.get("round_trips"))
+    won = _to_int(report.get("round_trips_won"))
+    rate = _to_float(report.get("win_rate"))
+    if won is None and trips is not None and rate is not None:
+        won = int(round(rate * trips))
+    return won, trips
+
+
+def _win_rate_note(report: Mapping) -> str:
+    """What the win rate counts: round trips whose PnL after fees was above zero."""
+    won, trips = _won_of(report)
+    if trips is None:
+        return "after fees"
+    if won is None:
+        return f"of {trips:,} round trips, after fees"
+    return f"{won:,} of {trips:,} won after fees"
 
 
 def _fmt_duration(seconds: Any) -> str:
@@ -712,11 +738,11 @@ def _key_figures_html(report: Mapping) -> str:
     cards = [
         ("PnL", _fmt_money(pnl, sign=True), unit, _fmt_pct(pnl_pct, sign=True), _sign_class(pnl)),
         ("Final equity", _fmt_money(report.get("final_equity")), unit, f"start {_fmt_money(start_eq)}", ""),
-        ("Realized PnL", _fmt_money(report.get("realized_pnl"), sign=True), unit, "closed trades",
+        ("Realized PnL", _fmt_money(report.get("realized_pnl"), sign=True), unit, "closed trades, before fees",
          _sign_class(report.get("realized_pnl"))),
         ("Fills", _fmt_int(report.get("fills")), "", "orders filled", ""),
         ("Round trips", _fmt_int(round_trips), "", "entry + exit", ""),
-        ("Win rate", _fmt_rate(report.get("win_rate")), "", f"of {_fmt_int(round_trips)} round trips", ""),
+        ("Win rate", _fmt_rate(report.get("win_rate")), "", _win_rate_note(report), ""),
         ("Max drawdown", _fmt_money(report.get("max_drawdown")), unit,
          f"{_fmt_pct(dd_pct)} of peak" if dd_pct is not None else "", "neg" if _to_float(report.get("max_drawdown")) else ""),
         ("Fees", _fmt_money(report.get("fees")), unit, "all fills", ""),
@@ -1078,7 +1104,8 @@ _FILL_TABLE = (
     ("Drift bps", "latency_drift_bps", lambda v: _fmt_bps(v, sign=True), True),
     ("Spread bps", "spread_cost_bps", _fmt_bps, True),
     ("Fee", "fee", lambda v: _fmt_fixed(v, 4), True),
-    ("Realized PnL", "realized_pnl", lambda v: _fmt_money(v, sign=True), True),
+    # 4 places: a lot (0.001) times a tick (0.1) is 0.0001, so the rows add up to the total shown
+    ("Realized PnL", "realized_pnl", lambda v: _fmt_fixed(v, 4, sign=True), True),
 )
 
 
@@ -1119,7 +1146,7 @@ def _fills_section_html(fills: Sequence[Mapping]) -> str:
     foot = (
         f"<tr><td colspan=\"9\">{_e(label)}</td><td class=\"num\">{_e(mean_drift)}</td>"
         f"<td class=\"num\">{_e(mean_spread)}</td><td class=\"num\">{_e(_fmt_fixed(fee_total, 4))}</td>"
-        f"<td class=\"num {_sign_class(pnl_total)}\">{_e(_fmt_money(pnl_total, sign=True))}</td></tr>"
+        f"<td class=\"num {_sign_class(pnl_total)}\">{_e(_fmt_fixed(pnl_total, 4, sign=True))}</td></tr>"
     )
     note = ""
     if len(shown) < len(fills):

@@ -324,6 +324,25 @@ def test_report_window_with_no_fills_and_no_journal(qtbot, tmp_path):
     assert [p[1] for p in window.equity_points] == [10000.0, 10000.0]
 
 
+def test_report_window_says_realized_is_before_fees_and_wins_after(qtbot, tmp_path):
+    # a green realized +0.56 next to "Win rate 0.0 %" must not read as a contradiction
+    report = {"status": "success", "exit_code": 0, "run_id": "fee-run", "pnl_absolute": -11.35,
+              "starting_equity": 10000.0, "final_equity": 9988.65, "fills": 2,
+              "realized_pnl": 0.565, "fees": 11.907, "round_trips": 1, "round_trips_won": 0,
+              "win_rate": 0.0, "segments": [], "error": None}
+    run_dir = write_run_reports(tmp_path / "runs", "fee-run", report=report, fills=[],
+                                candles=[], equity=[], settings={}, feed={})
+    window = ReportWindow(run_dir)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.stat_values["REALIZED PNL"].text() == "+0.56"
+    assert window.stat_notes["REALIZED PNL"].text() == "USDT before fees"
+    assert window.stat_values["WIN RATE"].text() == "0.0 %"
+    assert window.stat_notes["WIN RATE"].text() == "0 of 1 won after fees"
+    note = window.stat_notes["WIN RATE"]
+    assert note.isVisible() and note.width() >= note.sizeHint().width()  # not clipped
+
+
 def test_report_window_survives_a_missing_report(qtbot, tmp_path):
     window = ReportWindow(tmp_path / "runs" / "gone")
     qtbot.addWidget(window)

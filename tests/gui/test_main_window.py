@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -492,6 +493,13 @@ def test_after_stop_the_panels_show_the_final_account_and_the_clock_says_finishe
     assert panel["side"].text() == "FLAT"
     assert panel["realized"].text() == fmt_money(report["realized_pnl"], sign=True)
     assert panel["fees"].text() == fmt_money(report["fees"])
+    # the fills table's Realized cells, as displayed, add up to the realized total displayed
+    model = w.fills_panel.model
+    col = [c[1] for c in model.COLUMNS].index("realized_pnl")
+    shown = [model.data(model.index(r, col)) for r in range(model.rowCount())]
+    assert len(shown) == report["fills"]
+    total = sum(Decimal(t.replace(",", "")) for t in shown if t != "–")
+    assert fmt_money(total, sign=True) == panel["realized"].text(), (shown, panel["realized"].text())
     ind = w.indicators
     assert ind.remaining_label.text() == "finished"
     assert ind.age_label.text() == "msg –" and "stopped" in ind.feed_label.text()

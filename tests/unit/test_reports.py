@@ -362,7 +362,31 @@ def test_fills_table_shows_cost_attribution_with_formats():
     assert ">-0.46<" in table
     assert ">0.01<" in table
     assert ">0.5640<" in table
-    assert ">+1.00<" in table or ">+1.01<" in table
+    assert ">+1.0050<" in table  # exact: realized PnL moves in steps of lot x tick = 0.0001
+
+
+def test_fills_rows_add_up_to_the_total_shown():
+    # rounded to cents the rows would read +0.56, -1.70, -3.96 (sum -5.10) beside a total of -5.08
+    pnls = ["0.5650", "-1.7035", "-3.9415"]
+    fills = [make_fill(i + 1, realized_pnl=Decimal(p)) for i, p in enumerate(pnls)]
+    table = render(fills=fills)
+    table = table[table.index('<table class="fills">'):]
+    table = table[:table.index("</table>")]
+    body, foot = table[:table.index("<tfoot")], table[table.index("<tfoot"):]
+    cells = re.findall(r">([+-]\d+\.\d{4})</td></tr>", body)
+    assert cells == ["+0.5650", "-1.7035", "-3.9415"]
+    total = re.findall(r">([+-]\d+\.\d{4})</td></tr>", foot)
+    assert total == ["-5.0800"]
+    assert sum(Decimal(c) for c in cells) == Decimal(total[0])
+
+
+def test_win_rate_says_it_counts_round_trips_after_fees():
+    page = render(report=make_report(win_rate=0.0, round_trips=1, round_trips_won=0,
+                                     realized_pnl=Decimal("0.56")))
+    assert "0.0%" in page and "0 of 1 won after fees" in page
+    assert "closed trades, before fees" in page  # the green realized figure is gross
+    old = render(report=make_report(win_rate=0.5, round_trips=4))  # a report without the count
+    assert "2 of 4 won after fees" in old
 
 
 def test_key_figures_show_pnl_percent_and_formats():

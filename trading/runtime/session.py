@@ -1389,6 +1389,7 @@ class Session:
             "funding": float(ledger.funding), "ledger_reconciles": ledger.reconciles(),
             "cash": str(ledger.cash), "open_position_qty": str(position),
             "fills": len(self.fills), "round_trips": len(self.round_trips),
+            "round_trips_won": wins,
             "win_rate": round(wins / len(self.round_trips), 4) if self.round_trips else None,
             "max_drawdown": round(mdd, 8), "max_drawdown_pct": round(mdd_pct, 4),
             "reconnects": feed.get("reconnects", 0),
