@@ -221,6 +221,8 @@ def run_gui(argv_args, cfg, argv: list[str] | None = None) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APP_TITLE)
+    from trading import __version__
+    app.setApplicationVersion(__version__)
     app.setDesktopFileName("btc-laptop-agents")  # matches resources/btc-laptop-agents.desktop
     app.setWindowIcon(app_icon())
     quiet = bool(getattr(args, "quiet", False))

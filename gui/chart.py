@@ -95,16 +95,25 @@ class _TimeViewBox(pg.ViewBox):
         self.userPanned.emit()
 
 
-def _line(colour: str, style=Qt.SolidLine, width: float = 1.0, label: str | None = None,
+def _line(style=Qt.SolidLine, width: float = 1.0, label: str | None = None,
           position: float = 0.93) -> pg.InfiniteLine:
-    pen = pg.mkPen(colour, width=width, style=style)
-    line = pg.InfiniteLine(angle=0, pen=pen, movable=False, label=label,
-                           labelOpts={"position": position, "color": colour,
-                                      "fill": pg.mkBrush(theme.BG + "dd"),
-                                      "anchors": [(0, 1), (0, 1)]} if label else None)
+    """A hidden horizontal level line; its colour is set by `_colour_line`."""
+    line = pg.InfiniteLine(angle=0, pen=pg.mkPen(width=width, style=style), movable=False,
+                           label=label, labelOpts={"position": position,
+                                                   "anchors": [(0, 1), (0, 1)]} if label else None)
     line.setZValue(5)
     line.hide()
     return line
+
+
+def _colour_line(line: pg.InfiniteLine, colour: str) -> None:
+    pen = pg.mkPen(line.pen)
+    pen.setColor(QColor(colour))
+    line.setPen(pen)
+    if getattr(line, "label", None) is not None:
+        line.label.setColor(colour)
+        line.label.fill = pg.mkBrush(theme.BG + "dd")
+        line.label.update()
 
 
 def _set_y_range_if_needed(plot, vb, lo: float, hi: float, pad: float) -> None:
@@ -181,7 +190,6 @@ class TradingChart(QWidget):
         head.addWidget(self.follow_button)
 
         self.glw = pg.GraphicsLayoutWidget()
-        self.glw.setBackground(theme.BG)
         self.glw.ci.setContentsMargins(4, 2, 4, 4)
         self.glw.ci.setSpacing(6)
         self._price_vb = _TimeViewBox()
@@ -201,9 +209,6 @@ class TradingChart(QWidget):
             plot.hideButtons()
             plot.disableAutoRange()
             plot.setMouseEnabled(x=True, y=False)
-            for name in ("right", "bottom"):
-                plot.getAxis(name).setPen(pg.mkPen(theme.BORDER_2))
-                plot.getAxis(name).setTextPen(pg.mkPen(theme.MUTED))
         self.price_plot.hideAxis("bottom")
         self.pnl_plot.setXLink(self.price_plot)
         self.pnl_plot.setMaximumHeight(16777215)
@@ -212,35 +217,26 @@ class TradingChart(QWidget):
         self._forming_item = CandlestickItem()
         self.price_plot.addItem(self._candles_item)
         self.price_plot.addItem(self._forming_item)
-        self._buy_item = pg.ScatterPlotItem(symbol="t1", size=15, brush=pg.mkBrush(theme.GREEN),
-                                            pen=pg.mkPen("#ffffff", width=1), hoverable=True,
-                                            tip=self._tip)
-        self._sell_item = pg.ScatterPlotItem(symbol="t", size=15, brush=pg.mkBrush(theme.RED),
-                                             pen=pg.mkPen("#ffffff", width=1), hoverable=True,
-                                             tip=self._tip)
+        self._buy_item = pg.ScatterPlotItem(symbol="t1", size=15, hoverable=True, tip=self._tip)
+        self._sell_item = pg.ScatterPlotItem(symbol="t", size=15, hoverable=True, tip=self._tip)
         for item in (self._buy_item, self._sell_item):
             item.setZValue(10)
             self.price_plot.addItem(item)
-        self._bid_line = _line(theme.GREEN + "99", Qt.DotLine, 1)
-        self._ask_line = _line(theme.RED + "99", Qt.DotLine, 1)
-        self._entry_line = _line(theme.BLUE, Qt.SolidLine, 1.5, "entry {value:,.1f}", 0.03)
-        self._stop_line = _line(theme.RED, Qt.DashLine, 1.5, "stop {value:,.1f}", 0.03)
-        self._target_line = _line(theme.GREEN, Qt.DashLine, 1.5, "target {value:,.1f}", 0.03)
+        self._bid_line = _line(Qt.DotLine, 1)
+        self._ask_line = _line(Qt.DotLine, 1)
+        self._entry_line = _line(Qt.SolidLine, 1.5, "entry {value:,.1f}", 0.03)
+        self._stop_line = _line(Qt.DashLine, 1.5, "stop {value:,.1f}", 0.03)
+        self._target_line = _line(Qt.DashLine, 1.5, "target {value:,.1f}", 0.03)
         for line in (self._bid_line, self._ask_line, self._entry_line, self._stop_line,
                      self._target_line):
             self.price_plot.addItem(line, ignoreBounds=True)
 
-        legend = self.pnl_plot.addLegend(offset=(8, 4), brush=pg.mkBrush(theme.BG + "cc"),
-                                         labelTextColor=theme.TEXT, colCount=3)
-        self._net_curve = self.pnl_plot.plot([], [], name="net PnL",
-                                             pen=pg.mkPen(theme.BLUE, width=2))
-        self._real_curve = self.pnl_plot.plot([], [], name="realized",
-                                              pen=pg.mkPen(theme.GREEN, width=1.5))
-        self._unreal_curve = self.pnl_plot.plot([], [], name="unrealized",
-                                                pen=pg.mkPen(theme.ORANGE, width=1.2,
-                                                             style=Qt.DashLine))
+        self._legend = legend = self.pnl_plot.addLegend(offset=(8, 4), colCount=3)
+        self._net_curve = self.pnl_plot.plot([], [], name="net PnL")
+        self._real_curve = self.pnl_plot.plot([], [], name="realized")
+        self._unreal_curve = self.pnl_plot.plot([], [], name="unrealized")
         legend.setZValue(20)
-        zero = pg.InfiniteLine(angle=0, pos=0, pen=pg.mkPen(theme.BORDER, width=1))
+        self._zero_line = zero = pg.InfiniteLine(angle=0, pos=0)
         self.pnl_plot.addItem(zero, ignoreBounds=True)
         self.pnl_plot.setYRange(-1, 1, padding=0)
 
@@ -249,11 +245,7 @@ class TradingChart(QWidget):
             vb.userZoomed.connect(self._on_user_zoomed)
         self.glw.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
-        self.placeholder = QLabel(
-            "<div style='font-size:13pt; font-weight:600; color:#374151'>No market data yet"
-            "</div><div style='color:#6b7280; margin-top:6px'>Press <b>▶ Start</b> to paper-"
-            "trade BTCUSDT on live Bitunix data, or on a replay of real data through the "
-            "local exchange.</div>")
+        self.placeholder = QLabel()
         self.placeholder.setTextFormat(Qt.RichText)
         self.placeholder.setAlignment(Qt.AlignCenter)
         self.placeholder.setWordWrap(True)
@@ -275,6 +267,40 @@ class TradingChart(QWidget):
         self._timer.setInterval(66)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
+        self.apply_palette()
+
+    def apply_palette(self) -> None:
+        """Paint the chart in the scheme now in force (at build, and when it switches)."""
+        p = theme.current()
+        self.glw.setBackground(p.BG)
+        for plot in (self.price_plot, self.pnl_plot):
+            for name in ("right", "bottom"):
+                plot.getAxis(name).setPen(pg.mkPen(p.BORDER_2))
+                plot.getAxis(name).setTextPen(pg.mkPen(p.MUTED))
+        edge = pg.mkPen(p.BG, width=1)  # a rim in the background colour keeps markers apart
+        self._buy_item.setBrush(pg.mkBrush(p.GREEN))
+        self._buy_item.setPen(edge)
+        self._sell_item.setBrush(pg.mkBrush(p.RED))
+        self._sell_item.setPen(edge)
+        for line, colour in ((self._bid_line, p.GREEN + "99"), (self._ask_line, p.RED + "99"),
+                             (self._entry_line, p.BLUE), (self._stop_line, p.RED),
+                             (self._target_line, p.GREEN)):
+            _colour_line(line, colour)
+        self._legend.setBrush(pg.mkBrush(p.BG + "cc"))
+        self._legend.setLabelTextColor(p.TEXT)
+        self._net_curve.setPen(pg.mkPen(p.BLUE, width=2))
+        self._real_curve.setPen(pg.mkPen(p.GREEN, width=1.5))
+        self._unreal_curve.setPen(pg.mkPen(p.ORANGE, width=1.2, style=Qt.DashLine))
+        self._zero_line.setPen(pg.mkPen(p.BORDER, width=1))
+        self.placeholder.setText(
+            f"<div style='font-size:13pt; font-weight:600; color:{p.TEXT_2}'>No market data "
+            f"yet</div><div style='color:{p.MUTED}; margin-top:6px'>Press <b>▶ Start</b> to "
+            "paper-trade BTCUSDT on live Bitunix data, or on a replay of real data through the "
+            "local exchange.</div>")
+        self._candles_item.set_rows(self._closed_rows)
+        self._forming_item.set_rows([self._forming] if self._forming else [])
+        self._update_header()
+        self.glw.update()
 
     # ------------------------------------------------------------------ counts (tests)
     @property

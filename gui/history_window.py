@@ -17,8 +17,10 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel,
                                QPushButton, QTableWidget, QVBoxLayout, QWidget)
 
-from gui.report_window import (DASH, NEUTRAL_COLOURS, STATUS_COLOURS, ReportWindow, SortItem,
-                               format_pnl, format_utc, sign_colour, sort_key)
+from gui import theme
+from gui.screen_fit import fit_window
+from gui.report_window import (DASH, ReportWindow, SortItem, format_pnl, format_utc, sign_colour,
+                               sort_key)
 from storage.paths import DataPaths
 from storage.reports import FINAL_REPORT_NAME, read_report, run_dir_name
 
@@ -31,20 +33,22 @@ _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 MAX_REPORT_BYTES = 32 * 1024 * 1024
 # statuses the report window has no colour for: text colour, and what the status means
 _STATUS_NOTES = {
-    "abandoned": ("#92400e", "Abandoned: the process running this session ended without "
-                             "finishing it (crash, kill or power loss)."),
+    "abandoned": "Abandoned: the process running this session ended without finishing it "
+                 "(crash, kill or power loss).",
 }
 
-_STYLE = """
-QLabel#note { color: #6b7280; }
-QLabel#warning { color: #92400e; }
-QLabel#empty { color: #6b7280; font-size: 14px; padding: 24px; }
-QTableWidget { background: #ffffff; alternate-background-color: #f9fafb;
-               gridline-color: #eef0f3; selection-background-color: #dbeafe;
-               selection-color: #111827; }
-QHeaderView::section { background: #f3f4f6; color: #374151; border: none;
-                       border-bottom: 1px solid #e5e7eb; border-right: 1px solid #e5e7eb;
-                       padding: 4px 16px 4px 6px; font-weight: 600; }
+
+def _style(p: theme.Palette) -> str:
+    return f"""
+QLabel#note {{ color: {p.MUTED}; }}
+QLabel#warning {{ color: {p.WARN_TEXT}; }}
+QLabel#empty {{ color: {p.MUTED}; font-size: 14px; padding: 24px; }}
+QTableWidget {{ background: {p.BG}; alternate-background-color: {p.PANEL_2}; color: {p.TEXT};
+               gridline-color: {p.GRID}; selection-background-color: {p.SELECTION};
+               selection-color: {p.TEXT}; }}
+QHeaderView::section {{ background: {p.PANEL}; color: {p.TEXT_2}; border: none;
+                       border-bottom: 1px solid {p.BORDER}; border-right: 1px solid {p.BORDER};
+                       padding: 4px 16px 4px 6px; font-weight: 600; }}
 """
 
 
@@ -61,8 +65,8 @@ class HistoryWindow(QWidget):
         self.sessions: list[dict[str, Any]] = []
         self._windows: list[ReportWindow] = []  # keeps open windows from being collected
         self.setWindowTitle("Session history")
-        self.setStyleSheet(_STYLE)
-        self.resize(1100, 560)
+        self.setStyleSheet(_style(theme.current()))
+        fit_window(self, 1100, 560, parent.window() if parent is not None else None)
 
         self.summary_label = QLabel()
         self.summary_label.setObjectName("note")
@@ -113,6 +117,7 @@ class HistoryWindow(QWidget):
         root.addWidget(self.empty_label, 1)
         root.addLayout(buttons)
         self.refresh()
+        theme.notifier().changed.connect(self._on_theme_changed)
 
     # ---- data ----
     def _read_sessions(self) -> tuple[list[dict[str, Any]], str | None]:
@@ -133,6 +138,10 @@ class HistoryWindow(QWidget):
             return [], f"Could not read the journal {self.journal_path}: {exc}"
         finally:
             journal.close()
+
+    def _on_theme_changed(self, _name: str) -> None:
+        self.setStyleSheet(_style(theme.current()))
+        self.refresh()  # the rows' colours are set when they are filled
 
     def refresh(self) -> None:
         """Re-read the journal and rebuild the list (newest first); keep the selected run."""
@@ -193,9 +202,9 @@ class HistoryWindow(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, s.get("run_id"))
             self.table.setItem(r, c, item)
         status_item = self.table.item(r, COLUMNS.index("Status"))
-        colour, note = _STATUS_NOTES.get(status, (None, None))
+        note = _STATUS_NOTES.get(status)
         status_item.setForeground(QColor(
-            colour or STATUS_COLOURS.get(status, NEUTRAL_COLOURS)[1]))
+            theme.WARN_TEXT if note else theme.status_colours(status)[1]))
         if note:
             status_item.setToolTip(note)
         font = status_item.font()
@@ -209,7 +218,7 @@ class HistoryWindow(QWidget):
             for c in range(len(COLUMNS)):
                 item = self.table.item(r, c)
                 if c != COLUMNS.index("Status"):
-                    item.setForeground(QColor("#9ca3af"))
+                    item.setForeground(QColor(theme.DISABLED))
                 item.setToolTip(f"{item.toolTip()}\nNo report: {why}.")
 
     # ---- selection ----

@@ -12,15 +12,18 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDockWidget, QDoubleSpinBox,
                                QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressDialog,
                                QSizePolicy, QSpinBox, QToolBar, QVBoxLayout, QWidget)
 
 from gui.bridge import Bridge, BridgeLogHandler
+from gui.bundle import bundled_file, data_sources
 from gui.chart import TradingChart
 from gui.controller import SessionController
+from gui import theme
 from gui.panels import Banner, FillsPanel, LogView, OrdersTable, PositionPanel, StatusIndicators
+from storage.paths import DataPaths
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
@@ -114,6 +117,11 @@ class MainWindow(QMainWindow):
         self._source_prev = 0
         self._run_source_text = ""
         self.settings_warning: str | None = None
+        pref = str(self.qsettings.value("view/theme", "system") or "system")
+        self.theme_preference = pref if pref in theme.SCHEMES else "system"
+        app = QApplication.instance()
+        if app is not None:  # before any widget is built: nothing is painted twice
+            theme.apply_theme(app, self.theme_preference)
 
         # exactly the application's display name: Qt appends that name to any other title
         # ("X — BTC Laptop Agents"), which read "BTC Laptop Agents — paper trading — BTC ..."
@@ -138,6 +146,10 @@ class MainWindow(QMainWindow):
         self._connect_bridge()
         self._restore_ui_state()
         self._set_running(False)
+        theme.notifier().changed.connect(self._on_theme_changed)
+        hints = QGuiApplication.styleHints()
+        if hasattr(hints, "colorSchemeChanged"):
+            hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
         if self.settings_warning:
             self.alert_banner.show_message(html.escape(self.settings_warning), "warning")
 
@@ -420,7 +432,101 @@ class MainWindow(QMainWindow):
         reset = QAction("Reset layout", self)
         reset.triggered.connect(self.reset_layout)
         v.addAction(reset)
+        v.addSeparator()
+        tm = v.addMenu("Theme")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.theme_actions: dict[str, QAction] = {}
+        for key, label in (("system", "Follow system"), ("light", "Light"), ("dark", "Dark")):
+            a = QAction(label, self)
+            a.setCheckable(True)
+            a.setChecked(key == self.theme_preference)
+            a.triggered.connect(lambda _checked=False, k=key: self.set_theme(k))
+            group.addAction(a)
+            tm.addAction(a)
+            self.theme_actions[key] = a
+        self._build_help_menu(mb)
         self._default_state = self.saveState()
+
+    # ================================================================== theme
+    def set_theme(self, preference: str) -> str:
+        """Switch to "system", "light" or "dark", remember it, repaint; return the scheme."""
+        if preference not in theme.SCHEMES:
+            raise ValueError(f"theme must be one of {', '.join(theme.SCHEMES)}, not {preference!r}")
+        self.theme_preference = preference
+        self.qsettings.setValue("view/theme", preference)
+        self.theme_actions[preference].setChecked(True)
+        return theme.apply_theme(QApplication.instance(), preference)
+
+    def _paint_run_badge(self) -> None:
+        run_id = getattr(self, "_run_badge_id", "")
+        self.run_badge.setText(f"<span style='color:{theme.MUTED}'>run</span> "
+                               f"<b>{html.escape(run_id)}</b>" if run_id else "")
+
+    # ================================================================== help
+    def _build_help_menu(self, mb) -> None:
+        h = mb.addMenu("&Help")
+        self.help_actions: dict[str, QAction] = {}
+        for key, label, slot in (
+                ("about", "About BTC Laptop Agents", self.show_about),
+                ("data", "Open data folder", lambda: self._open_path(self.data_dir)),
+                ("logs", "Open logs", lambda: self._open_path(DataPaths(self.data_dir).logs_dir)),
+                ("readme", "Open README", lambda: self._open_path(bundled_file("README.md")))):
+            a = QAction(label, self)
+            a.triggered.connect(slot)
+            h.addAction(a)
+            self.help_actions[key] = a
+            if key == "about":
+                h.addSeparator()
+
+    def _open_path(self, path: Path) -> bool:
+        from gui.report_window import open_local_path
+        return open_local_path(Path(path), self)
+
+    def about_html(self) -> str:
+        """What About shows: version, where the data comes from and under which licence."""
+        import platform
+
+        import PySide6
+        from PySide6.QtCore import qVersion
+        from trading import __version__
+        notice = bundled_file("resources/data/NOTICE.md")
+        sources = data_sources(notice)
+        rows = "".join(
+            f"<li><b>{html.escape(name)}</b>: {html.escape(src)}<br>"
+            f"<span style='color:{theme.MUTED}'>{html.escape(lic)}</span></li>"
+            for name, src, lic in sources) or "<li>(data notice not found)</li>"
+        return (
+            f"<h3>BTC Laptop Agents {html.escape(__version__)}</h3>"
+            "<p>Paper trading of BTCUSDT perpetual futures on Bitunix market data, or on a "
+            "replay of recorded real BTC data through the local exchange. No real orders are "
+            "ever sent.</p>"
+            f"<p><b>Bundled market data</b></p><ul>{rows}</ul>"
+            f"<p>Full notice: <code>{html.escape(str(notice))}</code><br>"
+            f"Data folder: <code>{html.escape(str(self.data_dir))}</code></p>"
+            f"<p style='color:{theme.MUTED}'>Python {html.escape(platform.python_version())} · "
+            f"Qt {html.escape(qVersion())} · PySide6 {html.escape(PySide6.__version__)}</p>")
+
+    def show_about(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Information, "About BTC Laptop Agents", "",
+                          QMessageBox.Close, self)
+        box.setTextFormat(Qt.RichText)
+        box.setText(self.about_html())
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.setIconPixmap(self.windowIcon().pixmap(64, 64))
+        self._about_box = box
+        box.open()
+        return box
+
+    def _on_system_scheme_changed(self, *_args) -> None:
+        if self.theme_preference == "system":
+            theme.apply_theme(QApplication.instance(), "system")
+
+    def _on_theme_changed(self, _name: str) -> None:
+        for part in (self.chart, self.position_panel, self.fills_panel, self.log_view,
+                     self.indicators, self.orders_table):
+            part.apply_palette()
+        self._paint_run_badge()
 
     def _connect_bridge(self) -> None:
         b = self.bridge
@@ -504,7 +610,8 @@ class MainWindow(QMainWindow):
         self._run_source_text = src
         run_id = self.controller.start(cfg, self.watchdog_config, self.use_watchdog)
         self.run_label.setText(f"Starting run {run_id} ({src})…")
-        self.run_badge.setText(f"<span style='color:#6b7280'>run</span> <b>{run_id}</b>")
+        self._run_badge_id = run_id
+        self._paint_run_badge()
         self.chart.title.setText(f"{cfg.symbol} · 1m · UTC")
         self._set_running(True)
         self.sessionStarted.emit(run_id)
@@ -704,8 +811,7 @@ class MainWindow(QMainWindow):
         self.offline_banner.setToolTip(reason)
 
     def _open_data_folder(self) -> None:
-        from gui.report_window import open_local_path
-        open_local_path(Path(self.data_dir), self)
+        self._open_path(self.data_dir)
 
     def _on_account_notice(self, d: dict) -> None:
         """The paper account was rebuilt from the journal or reset: say so above the chart."""

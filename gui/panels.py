@@ -110,6 +110,7 @@ class PositionPanel(QWidget):
         sep = QFrame()
         sep.setFrameShape(QFrame.HLine)
         sep.setFixedHeight(1)
+        self._sep = sep
         sep.setStyleSheet(f"background: {theme.BORDER}; border: none;")
         outer.addWidget(sep)
         grid = QGridLayout()
@@ -131,9 +132,21 @@ class PositionPanel(QWidget):
             self.values[key] = v
         grid.setColumnStretch(1, 1)
         self._pos: dict = {}
+        self._health: dict | None = None
         self.clear()
 
+    def apply_palette(self) -> None:
+        """Repaint in the scheme now in force (the colours are set per value)."""
+        self._sep.setStyleSheet(f"background: {theme.BORDER}; border: none;")
+        if self._health is not None:
+            self.set_health(self._health)
+        elif self._pos:
+            self.set_position(self._pos)
+        else:
+            self._set_side(0.0)
+
     def clear(self) -> None:
+        self._health = None
         for v in self.values.values():
             v.setText("–")
             v.setStyleSheet("")
@@ -165,6 +178,7 @@ class PositionPanel(QWidget):
             self._set(key, fmt_price(v) if v else "–")
 
     def set_health(self, h: dict) -> None:
+        self._health = h
         if isinstance(h.get("position"), dict):
             self.set_position(h["position"])
         unreal, real, fees = h.get("unrealized"), h.get("realized"), h.get("fees")
@@ -269,6 +283,15 @@ class OrdersTable(QTableWidget):
         for oid, p in want.items():
             if oid not in self._orders:
                 self.add_order(p)
+
+    def apply_palette(self) -> None:
+        """Repaint the side and countdown colours in the current theme."""
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None:
+                item.setForeground(QColor(theme.GREEN if item.text() == "BUY" else theme.RED))
+        self._tick()
+        self.viewport().update()
 
     def _tick(self) -> None:
         for row in range(self.rowCount()):
@@ -453,6 +476,9 @@ class FillsPanel(QWidget):
                 w = max(w, fm.horizontalAdvance(str(text)) + 18)
             self.view.setColumnWidth(col, w)
 
+    def apply_palette(self) -> None:
+        self.view.viewport().update()  # the model answers colours for the scheme in force
+
     def clear(self) -> None:
         self.model.clear()
         self.export_button.setEnabled(False)
@@ -535,17 +561,25 @@ class LogView(QWidget):
         lay.setSpacing(0)
         lay.addLayout(top)
         lay.addWidget(self.text, 1)
+        self._make_formats()
+        self._timer = QTimer(self)
+        self._timer.setInterval(250)  # 4 Hz is plenty for a countdown / a log tail
+        self._timer.timeout.connect(self.flush)
+        self._timer.start()
+
+    def _make_formats(self) -> None:
         self._formats = {}
         for name, colour in theme.LEVEL_COLOURS.items():
             fmt = QTextCharFormat()
             fmt.setForeground(QColor(colour))
             self._formats[name] = fmt
         self._extras_format = QTextCharFormat()
-        self._extras_format.setForeground(QColor("#9ca3af"))
-        self._timer = QTimer(self)
-        self._timer.setInterval(250)  # 4 Hz is plenty for a countdown / a log tail
-        self._timer.timeout.connect(self.flush)
-        self._timer.start()
+        self._extras_format.setForeground(QColor(theme.DISABLED))
+
+    def apply_palette(self) -> None:
+        """Rewrite the kept lines in the colours of the scheme now in force."""
+        self._make_formats()
+        self._refilter()
 
     @property
     def min_level(self) -> int:
@@ -644,7 +678,20 @@ class StatusIndicators(QWidget):
         self.restart_reason = ""
         self.reset()
 
+    def apply_palette(self) -> None:
+        """Repaint the coloured words in the scheme now in force."""
+        last, finished = self._last_health, self._finished
+        if last is not None:
+            self.set_health(last)
+        else:
+            self._set_feed(self.feed_state, self.reconnects)
+        self.set_restarts(self.restarts, self.restart_reason)
+        if finished is not None:
+            self.set_finished(finished)
+
     def reset(self) -> None:
+        self._last_health: dict | None = None
+        self._finished: str | None = None
         self.feed_state = "idle"
         self.reconnects = 0
         self.restarts = 0
@@ -668,6 +715,8 @@ class StatusIndicators(QWidget):
                                 f"feed {html.escape(state)}{rc}")
 
     def set_health(self, h: dict) -> None:
+        self._last_health = h
+        self._finished = None
         state = str(h.get("feed_state") or "idle")
         self.feed_state = state
         self.reconnects = int(h.get("reconnects") or 0)
@@ -715,6 +764,7 @@ class StatusIndicators(QWidget):
 
     def set_finished(self, how: str = "finished") -> None:
         """The session is over: no countdown, no message age, no queue (GUI thread)."""
+        self._finished = how
         self._set_feed("stopped", self.reconnects)
         self.progress.setValue(self.progress.maximum())
         self.remaining_label.setText(how)

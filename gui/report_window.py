@@ -23,40 +23,38 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QGridLayout, QHBoxLayo
                                QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
+from gui import theme
+from gui.screen_fit import fit_window
 from storage.paths import DataPaths
 from storage.reports import FILL_COLUMNS, FILLS_CSV_NAME, SUMMARY_HTML_NAME, read_report
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
 DASH = "\u2014"
-UP, DOWN, MUTED, INK = "#15803d", "#c62828", "#6b7280", "#111827"
-STATUS_COLOURS = {  # status -> (background, text, border), as in summary.html
-    "success": ("#dcfce7", "#166534", "#86efac"),
-    "error": ("#fee2e2", "#991b1b", "#fca5a5"),
-    "running": ("#dbeafe", "#1e40af", "#93c5fd"),
-}
-NEUTRAL_COLOURS = ("#e5e7eb", "#374151", "#d1d5db")
 _TEXT_FILL_COLUMNS = frozenset({"order_id", "side", "reason", "trigger"})
 _TS_FILL_COLUMNS = frozenset({"signal_ts", "due_ts", "fill_ts"})
 
-_STYLE = f"""
-QWidget#reportRoot {{ background: #f3f4f6; }}
-QFrame#card {{ background: #ffffff; border: 1px solid #e5e7eb; border-radius: 8px; }}
-QLabel#eyebrow {{ color: {MUTED}; font-size: 11px; letter-spacing: 1px; }}
-QLabel#runId {{ font-size: 19px; font-weight: 600; color: {INK}; }}
-QLabel#facts {{ color: #374151; }}
-QLabel#statLabel {{ color: {MUTED}; font-size: 11px; }}
-QLabel#statValue {{ font-size: 16px; font-weight: 600; color: {INK}; }}
-QLabel#pnlSub {{ color: {MUTED}; }}
-QLabel#sectionTitle {{ font-weight: 600; color: {INK}; }}
-QLabel#sectionNote {{ color: {MUTED}; }}
-QLabel#errorText {{ color: #991b1b; background: #fef2f2; border: 1px solid #fecaca;
+
+def _style(p: theme.Palette) -> str:
+    return f"""
+QWidget#reportRoot {{ background: {p.PANEL}; }}
+QFrame#card {{ background: {p.BG}; border: 1px solid {p.BORDER}; border-radius: 8px; }}
+QLabel#eyebrow {{ color: {p.MUTED}; font-size: 11px; letter-spacing: 1px; }}
+QLabel#runId {{ font-size: 19px; font-weight: 600; color: {p.TEXT}; }}
+QLabel#facts {{ color: {p.TEXT_2}; }}
+QLabel#statLabel {{ color: {p.MUTED}; font-size: 11px; }}
+QLabel#statValue {{ font-size: 16px; font-weight: 600; color: {p.TEXT}; }}
+QLabel#pnlSub {{ color: {p.MUTED}; }}
+QLabel#sectionTitle {{ font-weight: 600; color: {p.TEXT}; }}
+QLabel#sectionNote {{ color: {p.MUTED}; }}
+QLabel#errorText {{ color: {p.ERR_TEXT}; background: {p.ERR_BG}; border: 1px solid {p.ERR_BORDER};
                     border-radius: 6px; padding: 8px 10px; }}
-QTableWidget, QTreeWidget {{ background: #ffffff; alternate-background-color: #f9fafb;
-                             border: 1px solid #e5e7eb; gridline-color: #eef0f3;
-                             selection-background-color: #dbeafe; selection-color: {INK}; }}
-QHeaderView::section {{ background: #f3f4f6; color: #374151; border: none;
-                        border-bottom: 1px solid #e5e7eb; border-right: 1px solid #e5e7eb;
+QTableWidget, QTreeWidget {{ background: {p.BG}; alternate-background-color: {p.PANEL_2};
+                             color: {p.TEXT}; border: 1px solid {p.BORDER};
+                             gridline-color: {p.GRID}; selection-background-color: {p.SELECTION};
+                             selection-color: {p.TEXT}; }}
+QHeaderView::section {{ background: {p.PANEL}; color: {p.TEXT_2}; border: none;
+                        border-bottom: 1px solid {p.BORDER}; border-right: 1px solid {p.BORDER};
                         padding: 4px 16px 4px 6px; font-weight: 600; }}
 """
 
@@ -146,7 +144,7 @@ def format_duration(seconds: Any) -> str:
 def status_badge(label: QLabel, status: str | None) -> None:
     """Style label as a coloured status badge."""
     status = (status or "unknown").lower()
-    bg, fg, border = STATUS_COLOURS.get(status, NEUTRAL_COLOURS)
+    bg, fg, border = theme.status_colours(status)
     label.setText(status.upper())
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     label.setStyleSheet(f"background: {bg}; color: {fg}; border: 1px solid {border}; "
@@ -158,7 +156,7 @@ def sign_colour(value: Any) -> str | None:
     d = to_decimal(value)
     if d is None or d == 0:
         return None
-    return UP if d > 0 else DOWN
+    return theme.GREEN_DARK if d > 0 else theme.RED
 
 
 def _won_note(r: dict) -> str:
@@ -261,11 +259,27 @@ class ReportWindow(QWidget):
 
         self.setObjectName("reportRoot")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.setStyleSheet(_STYLE)
         self.setWindowTitle(f"Session report \u2014 {self.run_id}")
-        self.resize(1280, 860)
+        fit_window(self, 1280, 860, parent.window() if parent is not None else None)
+        QVBoxLayout(self)
+        self._content: QWidget | None = None
+        self._build_ui()
+        theme.notifier().changed.connect(self._on_theme_changed)
 
-        root = QVBoxLayout(self)
+    def _on_theme_changed(self, _name: str) -> None:
+        """Rebuild in the new scheme: every colour of this window is set when it is built."""
+        self._build_ui()
+
+    def _build_ui(self) -> None:
+        self.setStyleSheet(_style(theme.current()))
+        outer = self.layout()
+        if self._content is not None:
+            outer.removeWidget(self._content)
+            self._content.deleteLater()
+        outer.setContentsMargins(0, 0, 0, 0)
+        self._content = QWidget(self)
+        outer.addWidget(self._content)
+        root = QVBoxLayout(self._content)
         root.setContentsMargins(14, 14, 14, 12)
         root.setSpacing(10)
         root.addWidget(self._build_header())
@@ -288,6 +302,8 @@ class ReportWindow(QWidget):
         split.setChildrenCollapsible(False)
         root.addWidget(split, 1)
         root.addLayout(self._build_buttons())
+        if self.isVisible():  # a child added to a window already on screen starts hidden
+            self._content.show()
 
     # ---- data ----
     def _journal_path(self) -> Path:
@@ -426,7 +442,7 @@ class ReportWindow(QWidget):
                         if r.get("duration_seconds") is not None else "")),
             ("Stopped", r.get("stopped_reason") or DASH),
         ]
-        spans = [f"<span style='color:{MUTED}'>{_html(k)}</span>&nbsp;{_html(v)}"
+        spans = [f"<span style='color:{theme.MUTED}'>{_html(k)}</span>&nbsp;{_html(v)}"
                  for k, v in facts]
         gap = "&nbsp;" * 4
         facts_label = QLabel(gap.join(spans[:3]) + "<br>" + gap.join(spans[3:]))
@@ -438,7 +454,7 @@ class ReportWindow(QWidget):
         pnl = r.get("pnl_absolute")
         self.pnl_label = QLabel(format_pnl(pnl))
         self.pnl_label.setObjectName("pnl")
-        colour = sign_colour(pnl) or INK
+        colour = sign_colour(pnl) or theme.TEXT
         self.pnl_label.setStyleSheet(f"font-size: 26px; font-weight: 700; color: {colour};")
         self.pnl_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.pnl_label.setToolTip(f"pnl_absolute = {pnl!r}")
@@ -521,7 +537,7 @@ class ReportWindow(QWidget):
 
     def _build_chart(self) -> QWidget:
         axis = pg.DateAxisItem(orientation="bottom", utcOffset=0)
-        plot = pg.PlotWidget(background="w", axisItems={"bottom": axis})
+        plot = pg.PlotWidget(background=theme.BG, axisItems={"bottom": axis})
         self.equity_plot = plot
         item = plot.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.12)
@@ -530,12 +546,13 @@ class ReportWindow(QWidget):
         item.getAxis("left").setLabel("USDT")
         for name in ("left", "bottom"):
             ax = item.getAxis(name)
-            ax.setPen(pg.mkPen("#9ca3af"))
-            ax.setTextPen(pg.mkPen("#4b5563"))
+            ax.setPen(pg.mkPen(theme.DISABLED))
+            ax.setTextPen(pg.mkPen(theme.TEXT_2))
         item.getAxis("left").setWidth(70)
         pts = self.equity_points
         if not pts:
-            text = pg.TextItem("No equity data for this run", color="#6b7280", anchor=(0.5, 0.5))
+            text = pg.TextItem("No equity data for this run", color=theme.MUTED,
+                               anchor=(0.5, 0.5))
             plot.addItem(text)
             return plot
         xs = [p[0] for p in pts]
@@ -543,7 +560,7 @@ class ReportWindow(QWidget):
         base_d = to_decimal(self.report.get("starting_equity"))
         base = float(base_d) if base_d is not None else ys[0]
         up = ys[-1] >= base
-        colour = QColor(UP if up else DOWN)
+        colour = QColor(theme.GREEN_DARK if up else theme.RED)
         fill = QColor(colour)
         fill.setAlpha(28)
         step = self.equity_source == "fills"
@@ -552,10 +569,10 @@ class ReportWindow(QWidget):
         item.plot(xs, ys, pen=pg.mkPen(colour, width=2), fillLevel=base, brush=QBrush(fill),
                   symbol="o" if step else None, symbolSize=5, symbolBrush=colour,
                   symbolPen=None)
-        baseline = pg.InfiniteLine(pos=base, angle=0, pen=pg.mkPen("#64748b", width=1,
+        baseline = pg.InfiniteLine(pos=base, angle=0, pen=pg.mkPen(theme.MUTED, width=1,
                                                                    style=Qt.PenStyle.DashLine))
         plot.addItem(baseline)
-        label = pg.TextItem(f"start {format_money(base)}", color="#475569", anchor=(0, 1))
+        label = pg.TextItem(f"start {format_money(base)}", color=theme.TEXT_2, anchor=(0, 1))
         label.setPos(xs[0], base)
         plot.addItem(label)
         lo, hi = min(ys + [base]), max(ys + [base])
@@ -589,7 +606,7 @@ class ReportWindow(QWidget):
         if isinstance(value, dict):
             item.setText(1, f"{len(value)} field{'s' if len(value) != 1 else ''}"
                          if value else "(empty)")
-            item.setForeground(1, QColor(MUTED))
+            item.setForeground(1, QColor(theme.MUTED))
             for k, v in value.items():
                 child = QTreeWidgetItem([str(k), ""])
                 self._fill_tree_item(child, k, v, mono)
@@ -598,7 +615,7 @@ class ReportWindow(QWidget):
         if isinstance(value, (list, tuple)):
             item.setText(1, f"{len(value)} item{'s' if len(value) != 1 else ''}"
                          if value else "none")
-            item.setForeground(1, QColor(MUTED))
+            item.setForeground(1, QColor(theme.MUTED))
             for i, v in enumerate(value, 1):
                 child = QTreeWidgetItem([f"#{i}", ""])
                 self._fill_tree_item(child, i, v, mono)
@@ -616,9 +633,9 @@ class ReportWindow(QWidget):
             item.setFont(1, mono)
         colour = None
         if key == "status":
-            colour = STATUS_COLOURS.get(str(value), NEUTRAL_COLOURS)[1]
+            colour = theme.status_colours(str(value))[1]
         elif key == "error" and value:
-            colour = DOWN
+            colour = theme.RED
         elif key in ("pnl_absolute", "pnl_pct", "realized_pnl"):
             colour = sign_colour(value)
         if colour:
@@ -651,12 +668,13 @@ class ReportWindow(QWidget):
                 cell = SortItem(text or DASH, sort_key(raw))
                 cell.setToolTip(f"{col} = {raw}" if raw else f"{col}: empty")
                 if not raw:
-                    cell.setForeground(QColor("#9ca3af"))
+                    cell.setForeground(QColor(theme.DISABLED))
                 if col not in _TEXT_FILL_COLUMNS:
                     cell.setTextAlignment(right)
                     cell.setFont(mono)
                 if col == "side":
-                    cell.setForeground(QColor({"BUY": UP, "SELL": DOWN}.get(raw.upper(), INK)))
+                    cell.setForeground(QColor({"BUY": theme.GREEN_DARK, "SELL": theme.RED}.get(
+                        raw.upper(), theme.TEXT)))
                     font = cell.font()
                     font.setBold(True)
                     cell.setFont(font)

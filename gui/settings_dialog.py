@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
+from gui import theme
 from storage.logger import redact
 from storage.paths import APP_NAME, unique_corrupt_path
 from storage.state import save_json_atomic
@@ -492,14 +493,16 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
 
 _FIELDS = {f.name: f for _, group in _GROUPS for f in group}
 
-_STYLE = """
-QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"] {
-    border: 1px solid #d32f2f; border-radius: 3px; background: #fff4f4; padding: 2px 3px;
-}
-QLabel#unit { color: #6b7280; }
-QLabel#problems { color: #b71c1c; background: #fff4f4; border: 1px solid #f3b7b7;
-                  border-radius: 4px; padding: 6px 8px; }
-QGroupBox { font-weight: 600; }
+def _style(p: theme.Palette) -> str:
+    return f"""
+QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"] {{
+    border: 1px solid {p.ERR_BORDER}; border-radius: 3px; background: {p.ERR_BG};
+    color: {p.TEXT}; padding: 2px 3px;
+}}
+QLabel#unit {{ color: {p.MUTED}; }}
+QLabel#problems {{ color: {p.ERR_TEXT}; background: {p.ERR_BG}; border: 1px solid {p.ERR_BORDER};
+                  border-radius: 4px; padding: 6px 8px; }}
+QGroupBox {{ font-weight: 600; }}
 """
 
 
@@ -518,7 +521,7 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.setStyleSheet(_STYLE)
+        self.setStyleSheet(_style(theme.current()))
         self.editors: dict[str, QWidget] = {}
         self.unit_labels: dict[str, QLabel] = {}
         self._problems: dict[str, list[str]] = {}

@@ -1,113 +1,277 @@
-"""The window's look: a light palette, one stylesheet, colours and number formats."""
+"""The window's look: a light and a dark palette, one stylesheet, colours and number formats.
+
+Colours are read as attributes of this module (`theme.GREEN`), which always answer for the
+scheme in force: `apply_theme(app, "dark")` switches every later read, and `notifier().changed`
+tells open windows to repaint what they drew with the old colours.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-# colours: a light theme matching the report and history windows (Tailwind grays)
-BG = "#ffffff"  # charts, tables, panels
-PANEL = "#f3f4f6"  # window background
-PANEL_2 = "#f9fafb"  # headers, toolbar
-BORDER = "#e5e7eb"
-BORDER_2 = "#d1d5db"
-TEXT = "#111827"
-MUTED = "#6b7280"
-ACCENT = "#2563eb"
-GREEN = "#16a34a"
-RED = "#dc2626"
-YELLOW = "#d97706"
-ORANGE = "#ea580c"
-BLUE = "#2563eb"
-PURPLE = "#7c3aed"
-GRID = "#eef0f3"
+SCHEMES = ("system", "light", "dark")  # what the View menu offers; "system" follows the desktop
 
-FEED_COLOURS = {
-    "live": GREEN, "inline replay": GREEN, "connecting": YELLOW, "reconnecting": ORANGE,
-    "stale": RED, "stopped": "#9ca3af", "idle": "#9ca3af",
-}
-LEVEL_COLOURS = {"DEBUG": "#9ca3af", "INFO": "#1f2937", "WARNING": "#b45309", "ERROR": "#b91c1c",
-                 "CRITICAL": "#9d174d"}
 
-STYLESHEET = f"""
-QMainWindow {{ background: {PANEL}; }}
-QMainWindow::separator {{ background: {PANEL}; width: 6px; height: 6px; }}
-QToolTip {{ background: #1f2937; color: #f9fafb; border: none; padding: 5px 7px; }}
-QToolBar#mainToolbar {{ background: {BG}; border: none; border-bottom: 1px solid {BORDER};
+@dataclass(frozen=True)
+class Palette:
+    name: str
+    BG: str  # charts, tables, panels
+    PANEL: str  # window background
+    PANEL_2: str  # headers, toolbar, alternate rows
+    BORDER: str
+    BORDER_2: str
+    TEXT: str
+    TEXT_2: str  # headers, dock titles
+    MUTED: str
+    DISABLED: str
+    HOVER: str
+    SELECTION: str
+    ACCENT: str
+    ACCENT_DARK: str
+    GREEN: str
+    GREEN_DARK: str
+    RED: str
+    RED_DARK: str
+    YELLOW: str
+    ORANGE: str
+    BLUE: str
+    PURPLE: str
+    GRID: str
+    TOOLTIP_BG: str
+    TOOLTIP_TEXT: str
+    # tinted backgrounds: success / error / info badges and boxes (bg, text, border)
+    OK_BG: str
+    OK_TEXT: str
+    OK_BORDER: str
+    ERR_BG: str
+    ERR_TEXT: str
+    ERR_BORDER: str
+    INFO_BG: str
+    INFO_TEXT: str
+    INFO_BORDER: str
+    WARN_TEXT: str
+    LOG_INFO: str
+    LOG_WARNING: str
+    LOG_ERROR: str
+    LOG_CRITICAL: str
+
+
+# Tailwind grays for light; a dark slate close to the trading terminals traders know
+LIGHT = Palette(
+    name="light", BG="#ffffff", PANEL="#f3f4f6", PANEL_2="#f9fafb", BORDER="#e5e7eb",
+    BORDER_2="#d1d5db", TEXT="#111827", TEXT_2="#374151", MUTED="#6b7280", DISABLED="#9ca3af",
+    HOVER="#f3f4f6", SELECTION="#dbeafe", ACCENT="#2563eb", ACCENT_DARK="#1d4ed8",
+    GREEN="#16a34a", GREEN_DARK="#15803d", RED="#dc2626", RED_DARK="#b91c1c", YELLOW="#d97706",
+    ORANGE="#ea580c", BLUE="#2563eb", PURPLE="#7c3aed", GRID="#eef0f3", TOOLTIP_BG="#1f2937",
+    TOOLTIP_TEXT="#f9fafb", OK_BG="#dcfce7", OK_TEXT="#166534", OK_BORDER="#86efac",
+    ERR_BG="#fee2e2", ERR_TEXT="#991b1b", ERR_BORDER="#fca5a5", INFO_BG="#dbeafe",
+    INFO_TEXT="#1e40af", INFO_BORDER="#93c5fd", WARN_TEXT="#92400e", LOG_INFO="#1f2937",
+    LOG_WARNING="#b45309", LOG_ERROR="#b91c1c", LOG_CRITICAL="#9d174d")
+
+DARK = Palette(
+    name="dark", BG="#161b22", PANEL="#0d1117", PANEL_2="#1c2128", BORDER="#30363d",
+    BORDER_2="#444c56", TEXT="#e6edf3", TEXT_2="#c9d1d9", MUTED="#8b949e", DISABLED="#6e7681",
+    HOVER="#262c36", SELECTION="#1f3a5f", ACCENT="#2f81f7", ACCENT_DARK="#1f6feb",
+    GREEN="#26a69a", GREEN_DARK="#1f8a80", RED="#ef5350", RED_DARK="#d64541", YELLOW="#d29922",
+    ORANGE="#f0883e", BLUE="#58a6ff", PURPLE="#bc8cff", GRID="#21262d", TOOLTIP_BG="#e6edf3",
+    TOOLTIP_TEXT="#0d1117", OK_BG="#12261e", OK_TEXT="#56d364", OK_BORDER="#238636",
+    ERR_BG="#2d1214", ERR_TEXT="#ff7b72", ERR_BORDER="#da3633", INFO_BG="#0c2d6b",
+    INFO_TEXT="#a5d6ff", INFO_BORDER="#1f6feb", WARN_TEXT="#e3b341", LOG_INFO="#c9d1d9",
+    LOG_WARNING="#e3b341", LOG_ERROR="#ff7b72", LOG_CRITICAL="#ff7eb6")
+
+PALETTES = {"light": LIGHT, "dark": DARK}
+_COLOUR_NAMES = frozenset(f.name for f in fields(Palette)) - {"name"}
+_current: Palette = LIGHT
+
+
+def __getattr__(name: str):
+    """`theme.GREEN` and the like: the colour of the scheme in force."""
+    if name in _COLOUR_NAMES:
+        return getattr(_current, name)
+    if name == "FEED_COLOURS":
+        p = _current
+        return {"live": p.GREEN, "inline replay": p.GREEN, "connecting": p.YELLOW,
+                "reconnecting": p.ORANGE, "stale": p.RED, "stopped": p.DISABLED,
+                "idle": p.DISABLED}
+    if name == "LEVEL_COLOURS":
+        p = _current
+        return {"DEBUG": p.DISABLED, "INFO": p.LOG_INFO, "WARNING": p.LOG_WARNING,
+                "ERROR": p.LOG_ERROR, "CRITICAL": p.LOG_CRITICAL}
+    if name == "STYLESHEET":
+        return stylesheet(_current)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def current() -> Palette:
+    """The palette in force."""
+    return _current
+
+
+def status_colours(status: str | None) -> tuple[str, str, str]:
+    """(background, text, border) of a run-status badge in the scheme in force."""
+    p = _current
+    return {"success": (p.OK_BG, p.OK_TEXT, p.OK_BORDER),
+            "error": (p.ERR_BG, p.ERR_TEXT, p.ERR_BORDER),
+            "running": (p.INFO_BG, p.INFO_TEXT, p.INFO_BORDER),
+            }.get(str(status or "").lower(), (p.PANEL_2, p.TEXT_2, p.BORDER_2))
+
+
+class _Notifier(QObject):
+    changed = Signal(str)  # the scheme now in force: "light" or "dark"
+
+
+_notifier: _Notifier | None = None
+
+
+def notifier() -> _Notifier:
+    """One object whose `changed` signal fires after the scheme switched (GUI thread)."""
+    global _notifier
+    if _notifier is None:
+        _notifier = _Notifier()
+    return _notifier
+
+
+def system_scheme() -> str:
+    """The desktop's colour scheme, "dark" or "light" ("light" when it does not say)."""
+    app = QGuiApplication.instance()
+    if app is None:
+        return "light"
+    try:
+        if app.styleHints().colorScheme() == Qt.ColorScheme.Dark:
+            return "dark"
+    except AttributeError:  # a Qt without colour-scheme hints
+        pass
+    return "light"
+
+
+def resolve_scheme(preference: str | None) -> str:
+    """The scheme a preference means: "system" (or anything unknown) asks the desktop."""
+    return preference if preference in PALETTES else system_scheme()
+
+
+def stylesheet(p: Palette) -> str:
+    """The application's stylesheet in palette `p`."""
+    return f"""
+QMainWindow {{ background: {p.PANEL}; }}
+QMainWindow::separator {{ background: {p.PANEL}; width: 6px; height: 6px; }}
+QToolTip {{ background: {p.TOOLTIP_BG}; color: {p.TOOLTIP_TEXT}; border: none; padding: 5px 7px; }}
+QMenuBar {{ background: {p.BG}; color: {p.TEXT}; }}
+QMenuBar::item:selected {{ background: {p.HOVER}; }}
+QMenu {{ background: {p.BG}; color: {p.TEXT}; border: 1px solid {p.BORDER_2}; }}
+QMenu::item:selected {{ background: {p.SELECTION}; color: {p.TEXT}; }}
+QMenu::item:disabled {{ color: {p.DISABLED}; }}
+QMenu::separator {{ height: 1px; background: {p.BORDER}; margin: 4px 8px; }}
+QToolBar#mainToolbar {{ background: {p.BG}; border: none; border-bottom: 1px solid {p.BORDER};
                         padding: 5px 8px; spacing: 6px; }}
-QToolBar#mainToolbar QLabel {{ color: {MUTED}; padding-left: 8px; }}
-QToolBar#mainToolbar::separator {{ background: {BORDER}; width: 1px; margin: 4px 8px; }}
-QToolBar#mainToolbar QToolButton {{ padding: 5px 12px; border: 1px solid {BORDER_2};
-                                    border-radius: 6px; background: {BG}; }}
-QToolBar#mainToolbar QToolButton:hover {{ background: #f3f4f6; }}
-QToolBar#mainToolbar QToolButton:disabled {{ color: #9ca3af; border-color: {BORDER}; }}
-QToolBar#mainToolbar QToolButton#startButton {{ background: {GREEN}; border-color: #15803d;
+QToolBar#mainToolbar QLabel {{ color: {p.MUTED}; padding-left: 8px; }}
+QToolBar#mainToolbar::separator {{ background: {p.BORDER}; width: 1px; margin: 4px 8px; }}
+QToolBar#mainToolbar QToolButton {{ padding: 5px 12px; border: 1px solid {p.BORDER_2};
+                                    border-radius: 6px; background: {p.BG}; color: {p.TEXT}; }}
+QToolBar#mainToolbar QToolButton:hover {{ background: {p.HOVER}; }}
+QToolBar#mainToolbar QToolButton:disabled {{ color: {p.DISABLED}; border-color: {p.BORDER}; }}
+QToolBar#mainToolbar QToolButton#startButton {{ background: {p.GREEN}; border-color: {p.GREEN_DARK};
                                                color: white; font-weight: 600; }}
-QToolBar#mainToolbar QToolButton#startButton:hover {{ background: #15803d; }}
-QToolBar#mainToolbar QToolButton#stopButton {{ background: {RED}; border-color: #b91c1c;
+QToolBar#mainToolbar QToolButton#startButton:hover {{ background: {p.GREEN_DARK}; }}
+QToolBar#mainToolbar QToolButton#stopButton {{ background: {p.RED}; border-color: {p.RED_DARK};
                                               color: white; font-weight: 600; }}
-QToolBar#mainToolbar QToolButton#stopButton:hover {{ background: #b91c1c; }}
+QToolBar#mainToolbar QToolButton#stopButton:hover {{ background: {p.RED_DARK}; }}
 QToolBar#mainToolbar QToolButton#startButton:disabled,
-QToolBar#mainToolbar QToolButton#stopButton:disabled {{ background: {PANEL}; color: #9ca3af;
-                                                        border-color: {BORDER}; }}
-QMainWindow QComboBox, QMainWindow QSpinBox, QMainWindow QDoubleSpinBox {{
-    background: {BG}; border: 1px solid {BORDER_2}; border-radius: 6px; padding: 3px 6px;
-    min-height: 20px; }}
-QMainWindow QAbstractSpinBox::up-button, QMainWindow QAbstractSpinBox::down-button {{
+QToolBar#mainToolbar QToolButton#stopButton:disabled {{ background: {p.PANEL}; color: {p.DISABLED};
+                                                        border-color: {p.BORDER}; }}
+QComboBox, QSpinBox, QDoubleSpinBox, QLineEdit {{
+    background: {p.BG}; color: {p.TEXT}; border: 1px solid {p.BORDER_2}; border-radius: 6px;
+    padding: 3px 6px; min-height: 20px; }}
+QComboBox QAbstractItemView {{ background: {p.BG}; color: {p.TEXT};
+    selection-background-color: {p.SELECTION}; selection-color: {p.TEXT}; }}
+QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{
     subcontrol-origin: border; width: 0px; height: 0px; border: none; }}
-QMainWindow QComboBox:disabled, QMainWindow QSpinBox:disabled,
-QMainWindow QDoubleSpinBox:disabled {{ color: #9ca3af; background: {PANEL_2}; }}
-QMainWindow QPushButton {{ background: {BG}; border: 1px solid {BORDER_2}; border-radius: 6px;
-                           padding: 4px 12px; }}
-QMainWindow QPushButton:hover {{ background: #f3f4f6; }}
-QMainWindow QPushButton:disabled {{ color: #9ca3af; }}
-QPushButton#followButton {{ background: {ACCENT}; color: white; border-color: #1d4ed8;
+QComboBox:disabled, QSpinBox:disabled, QDoubleSpinBox:disabled, QLineEdit:disabled {{
+    color: {p.DISABLED}; background: {p.PANEL_2}; }}
+QPushButton {{ background: {p.BG}; color: {p.TEXT}; border: 1px solid {p.BORDER_2};
+               border-radius: 6px; padding: 4px 12px; }}
+QPushButton:hover {{ background: {p.HOVER}; }}
+QPushButton:disabled {{ color: {p.DISABLED}; }}
+QPushButton:default {{ border-color: {p.ACCENT}; }}
+QPushButton#followButton {{ background: {p.ACCENT}; color: white; border-color: {p.ACCENT_DARK};
                             font-weight: 600; }}
-QPushButton#followButton:hover {{ background: #1d4ed8; }}
-QDockWidget {{ font-weight: 600; color: #374151; }}
-QDockWidget::title {{ background: {PANEL_2}; padding: 6px 10px; border: 1px solid {BORDER};
+QPushButton#followButton:hover {{ background: {p.ACCENT_DARK}; }}
+QDockWidget {{ font-weight: 600; color: {p.TEXT_2}; }}
+QDockWidget::title {{ background: {p.PANEL_2}; padding: 6px 10px; border: 1px solid {p.BORDER};
                       border-bottom: none; text-align: left; }}
-QDockWidget > QWidget {{ background: {BG}; border: 1px solid {BORDER}; }}
-QMainWindow QTableView, QMainWindow QTableWidget {{ background: {BG};
-    alternate-background-color: {PANEL_2}; gridline-color: {GRID}; border: none;
-    selection-background-color: #dbeafe; selection-color: {TEXT}; }}
-QMainWindow QHeaderView::section {{ background: {PANEL_2}; color: #374151; border: none;
-    border-right: 1px solid {BORDER}; border-bottom: 1px solid {BORDER}; padding: 4px 6px;
+QDockWidget > QWidget {{ background: {p.BG}; border: 1px solid {p.BORDER}; }}
+QTableView, QTableWidget, QTreeWidget, QTreeView, QListView {{ background: {p.BG};
+    color: {p.TEXT}; alternate-background-color: {p.PANEL_2}; gridline-color: {p.GRID};
+    border: none; selection-background-color: {p.SELECTION}; selection-color: {p.TEXT}; }}
+QHeaderView {{ background: {p.PANEL_2}; }}
+QHeaderView::section {{ background: {p.PANEL_2}; color: {p.TEXT_2}; border: none;
+    border-right: 1px solid {p.BORDER}; border-bottom: 1px solid {p.BORDER}; padding: 4px 6px;
     font-weight: 600; }}
-QPlainTextEdit#logText {{ background: {BG}; border: none; }}
-QStatusBar {{ background: {BG}; border-top: 1px solid {BORDER}; }}
+QTableCornerButton::section {{ background: {p.PANEL_2}; border: none; }}
+QPlainTextEdit, QTextEdit, QTextBrowser {{ background: {p.BG}; color: {p.TEXT}; }}
+QPlainTextEdit#logText {{ border: none; }}
+QScrollBar:vertical, QScrollBar:horizontal {{ background: {p.PANEL_2}; border: none; }}
+QScrollBar:vertical {{ width: 12px; }}
+QScrollBar:horizontal {{ height: 12px; }}
+QScrollBar::handle:vertical, QScrollBar::handle:horizontal {{ background: {p.BORDER_2};
+    border-radius: 4px; margin: 2px; min-height: 24px; min-width: 24px; }}
+QScrollBar::handle:hover {{ background: {p.MUTED}; }}
+QScrollBar::add-line, QScrollBar::sub-line {{ width: 0px; height: 0px; }}
+QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
+QTabWidget::pane {{ border: 1px solid {p.BORDER}; }}
+QTabBar::tab {{ background: {p.PANEL_2}; color: {p.MUTED}; padding: 5px 12px;
+                border: 1px solid {p.BORDER}; border-bottom: none; }}
+QTabBar::tab:selected {{ background: {p.BG}; color: {p.TEXT}; }}
+QGroupBox {{ color: {p.TEXT_2}; }}
+QCheckBox, QRadioButton, QLabel {{ color: {p.TEXT}; }}
+QStatusBar {{ background: {p.BG}; color: {p.TEXT}; border-top: 1px solid {p.BORDER}; }}
 QStatusBar::item {{ border: none; }}
-QStatusBar QLabel {{ padding: 0 10px; border-right: 1px solid {BORDER}; }}
-QStatusBar QProgressBar {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 5px;
+QStatusBar QLabel {{ padding: 0 10px; border-right: 1px solid {p.BORDER}; }}
+QStatusBar QProgressBar {{ background: {p.PANEL}; border: 1px solid {p.BORDER}; border-radius: 5px;
                            min-height: 10px; max-height: 10px; }}
-QStatusBar QProgressBar::chunk {{ background: {ACCENT}; border-radius: 4px; }}
-QWidget#chartPane {{ background: {BG}; border: 1px solid {BORDER}; }}
+QStatusBar QProgressBar::chunk {{ background: {p.ACCENT}; border-radius: 4px; }}
+QWidget#chartPane {{ background: {p.BG}; border: 1px solid {p.BORDER}; }}
 QLabel#panelValue {{ font-size: 10.5pt; }}
-QLabel#panelKey {{ color: {MUTED}; }}
+QLabel#panelKey {{ color: {p.MUTED}; }}
 QLabel#panelHero {{ font-size: 17pt; font-weight: 700; }}
 QLabel#chartTitle {{ font-weight: 700; font-size: 11pt; }}
-QLabel#chartHint {{ color: {MUTED}; }}
+QLabel#chartHint {{ color: {p.MUTED}; }}
 """
 
 
-def apply_theme(app: QApplication) -> None:
-    """Apply the Fusion style, a light palette, the stylesheet and a readable font."""
-    app.setStyle("Fusion")
+def qpalette(p: Palette) -> QPalette:
+    """A QPalette in palette `p` (what Fusion paints with where the stylesheet is silent)."""
     pal = QPalette()
     for role, colour in (
-            (QPalette.Window, PANEL), (QPalette.WindowText, TEXT), (QPalette.Base, BG),
-            (QPalette.AlternateBase, PANEL_2), (QPalette.ToolTipBase, "#1f2937"),
-            (QPalette.ToolTipText, "#f9fafb"), (QPalette.Text, TEXT), (QPalette.Button, BG),
-            (QPalette.ButtonText, TEXT), (QPalette.BrightText, "#ffffff"),
-            (QPalette.Highlight, ACCENT), (QPalette.HighlightedText, "#ffffff"),
-            (QPalette.Link, BLUE), (QPalette.PlaceholderText, MUTED)):
+            (QPalette.Window, p.PANEL), (QPalette.WindowText, p.TEXT), (QPalette.Base, p.BG),
+            (QPalette.AlternateBase, p.PANEL_2), (QPalette.ToolTipBase, p.TOOLTIP_BG),
+            (QPalette.ToolTipText, p.TOOLTIP_TEXT), (QPalette.Text, p.TEXT),
+            (QPalette.Button, p.BG), (QPalette.ButtonText, p.TEXT),
+            (QPalette.BrightText, "#ffffff"), (QPalette.Highlight, p.ACCENT),
+            (QPalette.HighlightedText, "#ffffff"), (QPalette.Link, p.BLUE),
+            (QPalette.PlaceholderText, p.MUTED), (QPalette.Light, p.BORDER_2),
+            (QPalette.Midlight, p.BORDER), (QPalette.Mid, p.BORDER_2), (QPalette.Dark, p.PANEL),
+            (QPalette.Shadow, "#000000")):
         pal.setColor(role, QColor(colour))
     for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
-        pal.setColor(QPalette.Disabled, role, QColor("#9ca3af"))
-    app.setPalette(pal)
+        pal.setColor(QPalette.Disabled, role, QColor(p.DISABLED))
+    return pal
+
+
+def apply_theme(app: QApplication, scheme: str = "light") -> str:
+    """Apply the Fusion style, the palette of `scheme` ("light", "dark" or "system"), the
+    stylesheet and a readable font; return the scheme applied and tell open windows."""
+    global _current
+    name = resolve_scheme(scheme)
+    changed = name != _current.name
+    _current = PALETTES[name]
+    app.setStyle("Fusion")
+    app.setPalette(qpalette(_current))
     font = QFont(app.font())
     families = set()
     try:
@@ -122,7 +286,10 @@ def apply_theme(app: QApplication) -> None:
             break
     font.setPointSizeF(9.5)
     app.setFont(font)
-    app.setStyleSheet(STYLESHEET)
+    app.setStyleSheet(stylesheet(_current))
+    if changed:
+        notifier().changed.emit(name)
+    return name
 
 
 def mono_font(point_size: float = 9.0) -> QFont:
@@ -216,8 +383,8 @@ def fmt_duration_ms(ms) -> str:
 def sign_colour(value) -> str:
     v = to_float(value)
     if v is None or round(v, 2) == 0:
-        return TEXT
-    return GREEN if v > 0 else RED
+        return _current.TEXT
+    return _current.GREEN if v > 0 else _current.RED
 
 
 def fmt_pct_or_dash(value) -> str:

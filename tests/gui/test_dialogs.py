@@ -443,3 +443,32 @@ def test_the_open_failure_dialog_shows_the_path(qtbot, tmp_path):
     assert str(tmp_path / "summary.html") in box.informativeText()
     assert "Cannot open summary.html" in box.text()
     box.close()
+
+
+def test_report_and_history_repaint_in_the_dark_scheme(qtbot, runs):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication
+
+    from gui import theme
+    rw = ReportWindow(runs["ok"])
+    hw = HistoryWindow(runs["data"] / "journal.sqlite3", data_dir=runs["data"])
+    qtbot.addWidget(rw)
+    qtbot.addWidget(hw)
+    rw.show()
+    hw.show()
+    qtbot.waitExposed(rw)
+    pnl_before = rw.pnl_label.text()
+    assert QColor(rw.equity_plot.backgroundBrush().color()).lightnessF() > 0.9
+    theme.apply_theme(QApplication.instance(), "dark")
+    # the report is rebuilt from the same run: same figures, dark colours
+    assert rw.pnl_label.text() == pnl_before
+    assert rw.pnl_label.isVisible()
+    assert QColor(rw.equity_plot.backgroundBrush().color()).lightnessF() < 0.25
+    assert theme.DARK.BG in rw.styleSheet() and theme.LIGHT.BG not in rw.styleSheet()
+    status_col = [hw.table.horizontalHeaderItem(c).text()
+                  for c in range(hw.table.columnCount())].index("Status")
+    colours = {hw.table.item(r, status_col).text():
+               hw.table.item(r, status_col).foreground().color().name()
+               for r in range(hw.table.rowCount())}
+    assert colours == {"SUCCESS": theme.DARK.OK_TEXT, "ERROR": theme.DARK.ERR_TEXT}, colours
+    assert theme.DARK.BG in hw.styleSheet()

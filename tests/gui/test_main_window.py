@@ -20,45 +20,6 @@ from PySide6.QtWidgets import QLabel
 
 from tests.conftest import ROOT
 from trading.model import Quote
-from trading.runtime.session import SessionConfig
-from trading.runtime.watchdog import WatchdogConfig
-
-
-@pytest.fixture
-def gui_env(tmp_path, monkeypatch, data_dir):
-    """Data, settings and QSettings all under tmp_path: nothing touches the user's dirs."""
-    monkeypatch.setenv("BTC_LAPTOP_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("BTC_LAPTOP_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    return tmp_path
-
-
-@pytest.fixture
-def make_window(qtbot, gui_env, data_dir):
-    from gui.main_window import MainWindow
-    made = []
-
-    def make(**cfg_kw):
-        cfg_kw.setdefault("seed", 5)
-        cfg_kw.setdefault("replay_start_index", 700)
-        cfg_kw.setdefault("reset_account", True)
-        qs = QSettings(str(gui_env / "ui.ini"), QSettings.IniFormat)
-        w = MainWindow(SessionConfig(data_dir=data_dir, **cfg_kw), qsettings=qs,
-                       settings_file=gui_env / "config" / "settings.json",
-                       watchdog_config=WatchdogConfig(restart_delay_s=0.3, hang_after_s=20))
-        w.show()  # not qtbot.addWidget: its teardown deletes widgets before ours stops sessions
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:  # never leave a session thread behind, whatever the test did
-        if w.controller.is_running:
-            w.controller.stop("test teardown")
-            qtbot.waitUntil(lambda w=w: not w.controller.is_running, timeout=30_000)
-        for rw in list(w.report_windows):
-            rw.close()
-        w.close()
-        w.deleteLater()
 
 
 def _report(run_dir: str) -> dict:
@@ -435,11 +396,8 @@ def test_rebuilt_account_is_said_in_words_above_the_chart(make_window, qtbot, da
 def test_settings_opened_from_the_window_shows_every_value(make_window, qtbot):
     """Each field displays its value, readable: the window's style once left every spin box
     of the dialog with a 1-pixel text area (the values were there, but blank on screen)."""
-    from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit
-
     from PySide6.QtWidgets import QApplication
 
-    from gui.settings_dialog import AppSettings, SettingsDialog
     from gui.theme import apply_theme
     app = QApplication.instance()
     before = (app.styleSheet(), app.palette(), app.font())
