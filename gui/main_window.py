@@ -15,14 +15,14 @@ from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDockWidget, QDoubleSpinBox,
                                QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressDialog,
-                               QSizePolicy, QSpinBox, QToolBar, QVBoxLayout, QWidget)
+                               QSpinBox, QToolBar, QVBoxLayout, QWidget)
 
 from gui.bridge import Bridge, BridgeLogHandler
 from gui.bundle import bundled_file, data_sources
 from gui.chart import TradingChart
 from gui.controller import SessionController
 from gui import theme
-from gui.panels import Banner, FillsPanel, LogView, OrdersTable, PositionPanel, StatusIndicators
+from gui.panels import Banner, ElidedLabel, FillsPanel, LogView, OrdersTable, PositionPanel, StatusIndicators
 from storage.paths import DataPaths
 
 log = logging.getLogger("btc_laptop_agents.gui")
@@ -236,12 +236,6 @@ class MainWindow(QMainWindow):
         self.history_action.triggered.connect(self.open_history)
         tb.addAction(self.settings_action)
         tb.addAction(self.history_action)
-        spacer = QWidget()
-        spacer.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        tb.addWidget(spacer)
-        self.run_badge = QLabel("")
-        self.run_badge.setTextFormat(Qt.RichText)
-        tb.addWidget(self.run_badge)
         self._rebuild_source_items()
         self._init_toolbar_values()
 
@@ -380,22 +374,53 @@ class MainWindow(QMainWindow):
         self.fills_dock = self._dock("Fills", "fillsDock", self.fills_panel,
                                      Qt.BottomDockWidgetArea)
         self.log_dock = self._dock("Log", "logDock", self.log_view, Qt.BottomDockWidgetArea)
-        self.splitDockWidget(self.position_dock, self.orders_dock, Qt.Vertical)
         self.splitDockWidget(self.fills_dock, self.log_dock, Qt.Horizontal)
+        # a short screen (a 1280x720 laptop) cannot stack Position over Pending orders and
+        # still leave the fills table whole rows: Pending orders becomes a tab beside the Log
+        # there, its title counting what is pending
+        self.compact_layout = self.height() < 760
+        if self.compact_layout:
+            self.removeDockWidget(self.orders_dock)
+            self.tabifyDockWidget(self.log_dock, self.orders_dock)
+            self.orders_dock.show()
+            self.log_dock.raise_()
+        else:
+            self.splitDockWidget(self.position_dock, self.orders_dock, Qt.Vertical)
         self.setCorner(Qt.BottomRightCorner, Qt.BottomDockWidgetArea)
         self.setCorner(Qt.BottomLeftCorner, Qt.BottomDockWidgetArea)
-        self.resizeDocks([self.position_dock, self.orders_dock], [300, 220], Qt.Vertical)
-        self.resizeDocks([self.position_dock], [340], Qt.Horizontal)
-        self.resizeDocks([self.fills_dock], [260], Qt.Vertical)
-        self.resizeDocks([self.fills_dock, self.log_dock], [1130, 430], Qt.Horizontal)
+        for sig in (self.orders_table.model().rowsInserted, self.orders_table.model().rowsRemoved,
+                    self.orders_table.model().modelReset):
+            sig.connect(self._update_orders_title)
+        self._default_dock_sizes()
+
+    def _update_orders_title(self, *_args) -> None:
+        try:
+            n = self.orders_table.rowCount()
+        except RuntimeError:  # the table is being destroyed with the window
+            return
+        self.orders_dock.setWindowTitle(f"Pending orders ({n})" if n else "Pending orders")
+
+    def _default_dock_sizes(self) -> None:
+        """Dock sizes in proportion to the window: at 1280x720 the fills table keeps room for
+        a few whole rows, on a large screen the chart gets the space."""
+        w, h = max(self.width(), self.MIN_SIZE[0]), max(self.height(), self.MIN_SIZE[1])
+        bottom = max(200, int(h * 0.34))
+        side = max(320, min(380, int(w * 0.27)))
+        if not self.compact_layout:
+            self.resizeDocks([self.position_dock, self.orders_dock],
+                             [int((h - bottom) * 0.62), int((h - bottom) * 0.38)], Qt.Vertical)
+        self.resizeDocks([self.position_dock], [side], Qt.Horizontal)
+        self.resizeDocks([self.fills_dock], [bottom], Qt.Vertical)
+        self.resizeDocks([self.fills_dock, self.log_dock], [int(w * 0.66), int(w * 0.34)],
+                         Qt.Horizontal)
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         sb.setSizeGripEnabled(False)
-        self.run_label = QLabel("Idle — press Start")
+        # the one part of the status bar that gives way: it ends in "…" when it does not fit,
+        # with the whole line as its tooltip; the run id comes first so it stays readable
+        self.run_label = ElidedLabel("Idle — press Start")
         self.run_label.setStyleSheet("border: none;")
-        # the one part of the status bar that may be cut (its full text is its tooltip)
-        self.run_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.run_label.setMinimumWidth(120)
         sb.addWidget(self.run_label, 1)
         self.indicators = StatusIndicators()
@@ -457,11 +482,6 @@ class MainWindow(QMainWindow):
         self.qsettings.setValue("view/theme", preference)
         self.theme_actions[preference].setChecked(True)
         return theme.apply_theme(QApplication.instance(), preference)
-
-    def _paint_run_badge(self) -> None:
-        run_id = getattr(self, "_run_badge_id", "")
-        self.run_badge.setText(f"<span style='color:{theme.MUTED}'>run</span> "
-                               f"<b>{html.escape(run_id)}</b>" if run_id else "")
 
     # ================================================================== help
     def _build_help_menu(self, mb) -> None:
@@ -526,7 +546,6 @@ class MainWindow(QMainWindow):
         for part in (self.chart, self.position_panel, self.fills_panel, self.log_view,
                      self.indicators, self.orders_table):
             part.apply_palette()
-        self._paint_run_badge()
 
     def _connect_bridge(self) -> None:
         b = self.bridge
@@ -547,7 +566,8 @@ class MainWindow(QMainWindow):
         b.account_notice.connect(self._on_account_notice)
         b.finished.connect(self._on_report)
         b.log_record.connect(self.log_view.append)
-        b.status.connect(self.run_label.setToolTip)
+        b.status.connect(lambda text: self.run_label.setToolTip(
+            f"{self.run_label.text()}\n{text}" if text else self.run_label.text()))
         b.error.connect(self.show_error)
         self.controller.finished.connect(self._on_session_finished)
 
@@ -610,8 +630,7 @@ class MainWindow(QMainWindow):
         self._run_source_text = src
         run_id = self.controller.start(cfg, self.watchdog_config, self.use_watchdog)
         self.run_label.setText(f"Starting run {run_id} ({src})…")
-        self._run_badge_id = run_id
-        self._paint_run_badge()
+
         self.chart.title.setText(f"{cfg.symbol} · 1m · UTC")
         self._set_running(True)
         self.sessionStarted.emit(run_id)
@@ -760,6 +779,7 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         for dock in (self.position_dock, self.orders_dock, self.fills_dock, self.log_dock):
             dock.show()
+        self._default_dock_sizes()
 
     # ================================================================== bridge slots
     def _on_session_started(self, d: dict) -> None:
@@ -949,8 +969,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
             self._clamp_to_screens()
         state = q.value("window/state")
-        if state is not None:
-            self.restoreState(state)
+        self._state_restored = state is not None and bool(self.restoreState(state))
         level = q.value("log/level")
         if level not in (None, ""):
             try:
@@ -963,6 +982,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_shown_once", False):
             self._shown_once = True
+            if not self._state_restored:  # first launch: size the docks for this screen
+                QTimer.singleShot(0, self._default_dock_sizes)
             # read by scripts/check_built_app.py to time launch-to-window
             QTimer.singleShot(0, lambda: log.info("gui_window_shown", extra={
                 "width": self.width(), "height": self.height()}))

@@ -27,6 +27,40 @@ SORT_ROLE = Qt.UserRole + 1
 
 # ============================================================================ banner
 
+class ElidedLabel(QLabel):
+    """One line of plain text that, when it does not fit, ends in "…" (never cut mid-letter);
+    text() is the whole line and so is the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setTextFormat(Qt.PlainText)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._full = str(text)
+        self.setToolTip(self._full)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def shown_text(self) -> str:
+        """What is on screen: the line, or its elided start."""
+        return super().text()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = (self.fontMetrics().elidedText(self._full, Qt.ElideRight, width)
+                 if width > 0 else self._full)
+        super().setText(shown)
+
+
 class Banner(QFrame):
     """A full-width coloured bar with a message (offline fallback, watchdog gave up)."""
 
@@ -627,7 +661,8 @@ class LogView(QWidget):
         cursor.endEditBlock()
         if at_bottom:
             bar.setValue(bar.maximum())
-        self.count_label.setText(f"{len(self._records):,} lines")
+        n = len(self._records)
+        self.count_label.setText(f"{n:,} line{'' if n == 1 else 's'}")
 
     def _refilter(self) -> None:
         self._pending.clear()
@@ -673,7 +708,7 @@ class StatusIndicators(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setTextVisible(False)
-        self.progress.setFixedWidth(150)
+        self.progress.setFixedWidth(80)
         lay.addWidget(self.progress)
         self.restart_reason = ""
         self.reset()
@@ -709,8 +744,9 @@ class StatusIndicators(QWidget):
 
     def _set_feed(self, state: str, reconnects: int) -> None:
         colour = theme.FEED_COLOURS.get(state, theme.MUTED)
+        # the count only when there is one: at 1280 wide the run id needs the room
         rc = (f" · <span style='color:{theme.ORANGE}'>reconnects {reconnects}</span>"
-              if reconnects else " · reconnects 0")
+              if reconnects else "")
         self.feed_label.setText(f"<span style='color:{colour}; font-size:12pt'>●</span> "
                                 f"feed {html.escape(state)}{rc}")
 

@@ -431,7 +431,8 @@ class ReportWindow(QWidget):
         if r.get("offline_fallback"):
             source += f" (fallback from {r.get('requested_source', '?')})"
         if r.get("source") in ("replay", "local") or r.get("offline_fallback"):
-            source += f" \u00b7 {r.get('replay_file') or 'bundled data'} \u00b7 " \
+            replay = str(r.get("replay_file") or "bundled data").strip("()")
+            source += f" \u00b7 {replay} \u00b7 " \
                       f"speed {r.get('speed', DASH)}"
         facts = [
             ("Symbol", r.get("symbol") or DASH),

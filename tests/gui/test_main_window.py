@@ -468,3 +468,35 @@ def test_after_stop_the_panels_show_the_final_account_and_the_clock_says_finishe
                 ind.restarts_label, ind.remaining_label):
         assert lab.isVisible() and lab.width() >= lab.sizeHint().width(), \
             (lab.text(), lab.width(), lab.sizeHint().width())
+    # the status line gives way with "…", never cutting the run id it starts with
+    shown = w.run_label.shown_text()
+    assert shown.startswith(f"Finished {report['run_id']}"), shown
+    assert shown == w.run_label.text() or shown.endswith("…"), shown
+    # the PnL chart ends at the final account, after the flatten, as the report does
+    w.chart.refresh()
+    xs, ys = w.chart._net_curve.getData()
+    assert ys is not None and len(ys) >= 2
+    assert round(float(ys[-1]), 2) == round(float(report["pnl_absolute"]), 2), \
+        (ys[-1], report["pnl_absolute"])
+
+
+def test_on_a_short_screen_pending_orders_is_a_tab_and_the_fills_keep_whole_rows(
+        make_window, qtbot):
+    """At 1280x720 Position stacked over Pending orders left the fills table 1.5 rows."""
+    w = make_window()
+    qtbot.waitExposed(w)
+    w.resize(1152, 648)  # 90% of a 1280x720 screen, as the window opens there
+    w._default_dock_sizes()
+    qtbot.wait(50)
+    assert w.compact_layout, w.size()
+    assert w.orders_dock in w.tabifiedDockWidgets(w.log_dock)
+    row = w.fills_panel.view.verticalHeader().defaultSectionSize()
+    assert w.fills_panel.view.viewport().height() >= 3 * row, \
+        (w.fills_panel.view.viewport().height(), row)
+    assert w.orders_dock.windowTitle() == "Pending orders"
+    w.orders_table.add_order({"order_id": "o1", "side": "BUY", "reason": "entry",
+                              "qty": "0.010", "signal_px": "87000", "signal_ts": 0,
+                              "due_ts": 1000})
+    assert w.orders_dock.windowTitle() == "Pending orders (1)"
+    w.orders_table.remove_order("o1")
+    assert w.orders_dock.windowTitle() == "Pending orders"

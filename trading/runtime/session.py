@@ -1439,11 +1439,14 @@ class Session:
                     for seg in self.segments]
         from storage.reports import run_dir_name
         run_dir = self.paths.runs_dir / run_dir_name(self.run_id)
+        final_point = self._final_equity_point()
+        for row in final_point:  # the window's PnL chart ends where the report's does
+            self.publish("equity", row)
         try:
             run_dir = write_run_reports(
                 self.paths.runs_dir, self.run_id, report=report, fills=self.fills,
                 candles=[c.to_dict() for c in self.closed_candles],
-                equity=self.equity_curve + self._final_equity_point(),
+                equity=self.equity_curve + final_point,
                 settings=self.settings(), feed=feed, events=self.events_log, segments=segments)
         except Exception as e:  # noqa: BLE001 - the session must still close its books
             why = _log_write_failure("report_write_failed", e, run_id=self.run_id)
