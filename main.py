@@ -147,8 +147,9 @@ def _make_data_dir(path: Path) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog=Path(sys.executable).name if getattr(sys, "frozen", False) else "main.py", description="Paper-trade BTCUSDT perpetual futures on Bitunix market "
-        "data (or the bundled replay), headless or in a desktop window.")
+        prog=Path(sys.executable).name if getattr(sys, "frozen", False) else "main.py",
+        description="Paper-trade BTCUSDT perpetual futures on Bitunix market data (or the "
+        "bundled replay), headless or in a desktop window.")
     from trading import __version__
     p.add_argument("--version", action="version", version=f"BTC Laptop Agents {__version__}")
     p.add_argument("--headless", action="store_true", help="run in the terminal, no window")

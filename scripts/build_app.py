@@ -2,7 +2,7 @@
 
     python -m pip install -r requirements-build.txt
     python scripts/build_app.py            # dist/btc-laptop-agents/btc-laptop-agents(.exe)
-    python scripts/build_app.py --onefile  # dist/btc-laptop-agents(.exe)
+    python scripts/build_app.py --onefile  # dist/onefile/btc-laptop-agents(.exe)
 
 Prints the build time, the size and the ten largest files of the result.
 """
@@ -30,8 +30,12 @@ def size_of(path: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--onefile", action="store_true", help="one self-extracting executable")
-    ap.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder")
+    ap.add_argument("--dist", type=Path, default=None,
+                    help="output folder (default dist/, or dist/onefile/ with --onefile: on "
+                    "Linux the one file and the one folder would have the same name)")
     args = ap.parse_args()
+    if args.dist is None:
+        args.dist = ROOT / "dist" / ("onefile" if args.onefile else "")
     try:
         import PyInstaller  # noqa: F401
     except ImportError:
