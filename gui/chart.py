@@ -555,11 +555,15 @@ class TradingChart(QWidget):
                     if v is not None:
                         lo, hi = min(lo, v), max(hi, v)
                 qty = to_float(self._position.get("qty")) or 0.0
-                if qty:
-                    for key in ("avg_px", "stop_px", "target_px"):
-                        v = to_float(self._position.get(key))
-                        if v:
-                            lo, hi = min(lo, v), max(hi, v)
+                levels = [v for v in (to_float(self._position.get(k)) for k in
+                                      ("avg_px", "stop_px", "target_px")) if v] if qty else []
+                if levels:
+                    lo, hi = min(lo, *levels), max(hi, *levels)
+                    # a level's label sits above its line: room for it under the top edge
+                    label_px = self.fontMetrics().height() + 6
+                    height_px = max(self._price_vb.height(), 100.0)
+                    room = (hi - lo) * label_px / height_px * 1.3
+                    hi = max(hi, max(levels) + room)
             if math.isfinite(lo):
                 pad = max((hi - lo) * 0.08, 1.0)
                 _set_y_range_if_needed(self.price_plot, self._price_vb, lo, hi, pad)

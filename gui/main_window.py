@@ -792,6 +792,7 @@ class MainWindow(QMainWindow):
 
     def _on_quote(self, q) -> None:
         self.chart.on_quote(q)
+        self.position_panel.on_quote(q)
         self.orders_table.set_data_time(q.ts)
 
     def _on_kline(self, k) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections import deque
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
@@ -228,6 +230,25 @@ class PositionPanel(QWidget):
                               if net is not None and start else "")
         bid, ask = h.get("bid"), h.get("ask")
         self._set("mark", f"{fmt_price(bid)} / {fmt_price(ask)}" if bid and ask else "–")
+
+    def on_quote(self, q) -> None:
+        """A quote between two health snapshots (0.5 s apart, 30 s of market at 60x): bid/ask,
+        unrealized PnL and equity follow it, as the chart's header does, by the broker's own
+        formula; the next snapshot replaces them."""
+        h = self._health
+        if h is None or getattr(q, "bid", None) is None:
+            return
+        from trading.broker import unrealized_pnl
+        try:
+            qty = Decimal(str(self._pos.get("qty") or "0"))
+            avg = Decimal(str(self._pos.get("avg_px") or "0"))
+            old = Decimal(repr(float(h.get("unrealized") or 0.0)))
+            eq = Decimal(repr(float(h["equity"])))
+        except (InvalidOperation, KeyError, TypeError, ValueError):
+            return
+        unreal = unrealized_pnl(qty, avg, q.mid)
+        self.set_health({**h, "bid": q.bid, "ask": q.ask, "unrealized": float(unreal),
+                         "equity": float(eq - old + unreal)})
 
 
 # ============================================================================ orders
@@ -697,13 +718,15 @@ class StatusIndicators(QWidget):
             lay.addWidget(w)
             return w
 
-        self.feed_label = lab("Market-data feed: state and reconnects")
+        self.feed_label = lab("Market-data feed: live = streaming from Bitunix, replay = streaming "
+                              "recorded data from the local exchange; reconnects")
         self.age_label = lab("Seconds since the last websocket message")
         self.queue_label = lab("Feed queue depth / capacity, and messages dropped because "
                                "the queue was full")
         self.breaker_label = lab("Circuit breaker: closed = trading allowed")
         self.restarts_label = lab("Watchdog restarts of this session")
-        self.remaining_label = lab("Market-data time left in the session")
+        self.remaining_label = lab("Market-data time left in the session (and, in a replay faster "
+                                      "than real time, the wall-clock time that takes)")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -754,6 +777,10 @@ class StatusIndicators(QWidget):
         self._last_health = h
         self._finished = None
         state = str(h.get("feed_state") or "idle")
+        if state == "live" and (h.get("offline_fallback") or h.get("source") == "replay"):
+            # connected and streaming, but to the local exchange's replay: never "live" in
+            # green beside an OFFLINE banner
+            state = "replay"
         self.feed_state = state
         self.reconnects = int(h.get("reconnects") or 0)
         self._set_feed(state, self.reconnects)
@@ -781,7 +808,12 @@ class StatusIndicators(QWidget):
             self.set_restarts(restarts, self.restart_reason)
         dur, rem = to_float(h.get("duration_ms")), to_float(h.get("remaining_ms"))
         if dur and rem is not None:
-            self.remaining_label.setText(f"left {fmt_duration_ms(rem)}")
+            text = f"left {fmt_duration_ms(rem)}"
+            speed = to_float(h.get("speed"))
+            if speed is not None and speed > 1.0 and math.isfinite(speed):
+                # market time runs `speed` times faster than the clock on the wall
+                text += f" · ≈{fmt_duration_ms(rem / speed)} real"
+            self.remaining_label.setText(text)
             self.progress.setValue(int(1000 * (1 - rem / dur)))
             self.progress.setToolTip(f"{fmt_duration_ms(dur - rem)} of {fmt_duration_ms(dur)}"
                                      " market-data time")

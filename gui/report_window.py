@@ -441,7 +441,7 @@ class ReportWindow(QWidget):
             ("Data", f"{format_utc(r.get('data_start'))} \u2192 {format_utc(r.get('data_end'))}"
                      + (f" ({format_duration(r['duration_seconds'])})"
                         if r.get("duration_seconds") is not None else "")),
-            ("Stopped", r.get("stopped_reason") or DASH),
+            ("Ended", r.get("stopped_reason") or DASH),
         ]
         spans = [f"<span style='color:{theme.MUTED}'>{_html(k)}</span>&nbsp;{_html(v)}"
                  for k, v in facts]

@@ -96,7 +96,8 @@ def __getattr__(name: str):
         return getattr(_current, name)
     if name == "FEED_COLOURS":
         p = _current
-        return {"live": p.GREEN, "inline replay": p.GREEN, "connecting": p.YELLOW,
+        return {"live": p.GREEN, "replay": p.BLUE, "inline replay": p.BLUE,
+                "connecting": p.YELLOW,
                 "reconnecting": p.ORANGE, "stale": p.RED, "stopped": p.DISABLED,
                 "idle": p.DISABLED}
     if name == "LEVEL_COLOURS":

@@ -70,6 +70,14 @@ def _q(x: Decimal) -> Decimal:
     return x.quantize(MONEY_Q, rounding=ROUND_HALF_EVEN)
 
 
+def unrealized_pnl(qty: Decimal, avg_px: Decimal, mark: float | None) -> Decimal:
+    """Mark-to-market PnL of a position of `qty` (negative: short) bought at `avg_px`, at
+    the price `mark` (the quote's mid): the one formula the broker and the window use."""
+    if not qty or mark is None:
+        return Decimal("0")
+    return _q((px_dec(mark) - avg_px) * qty)
+
+
 class PaperBroker:
     """Deterministic paper execution; every method returns the events it caused."""
 
@@ -98,10 +106,9 @@ class PaperBroker:
         return self.last_close
 
     def unrealized(self) -> Decimal:
-        m = self.mark()
-        if self.position.is_flat or m is None:
+        if self.position.is_flat:
             return Decimal("0")
-        return _q((px_dec(m) - self.position.avg_px) * self.position.qty)
+        return unrealized_pnl(self.position.qty, self.position.avg_px, self.mark())
 
     def equity(self) -> Decimal:
         return self.ledger.cash + self.unrealized()

@@ -85,7 +85,7 @@ def test_session_from_the_window_fills_charts_reconnects_and_reports(make_window
     # the exchange drops the connection 40 s (market time) in: the status bar shows it
     qtbot.waitUntil(lambda: w.indicators.reconnects >= 1, timeout=30_000)
     assert "reconnects 1" in w.indicators.feed_label.text()
-    qtbot.waitUntil(lambda: w.indicators.feed_state == "live", timeout=15_000)
+    qtbot.waitUntil(lambda: w.indicators.feed_state == "replay", timeout=15_000)
     assert "restarts 0" in w.indicators.restarts_label.text()
 
     with qtbot.waitSignal(w.sessionFinished, timeout=30_000) as finished:

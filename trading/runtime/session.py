@@ -1262,6 +1262,7 @@ class Session:
             "queue_depth": self.queue.qsize(), "queue_max": self.config.queue_maxsize,
             "breaker_state": self.breaker.state, "breaker_reason": self.breaker.trip_reason,
             "duration_ms": dur, "remaining_ms": remaining, "elapsed_ms": dur - remaining,
+            "speed": self.config.speed if self.source_used != "bitunix" else 1.0,
             "data_ts": self.clock.now_ms(), "equity": float(eq),
             "starting_equity": float(self.starting_equity),
             "realized": float(realized), "unrealized": float(unrealized),
