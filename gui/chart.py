@@ -172,8 +172,12 @@ class TradingChart(QWidget):
         self.hover_label = QLabel("")
         self.hover_label.setObjectName("chartHint")
         self.hover_label.setTextFormat(Qt.RichText)
-        hint = QLabel("wheel: zoom time · drag: pan")
+        # the hint until a session starts, then the run id (the hint is its tooltip): the
+        # status line may have to shorten at 1280 wide, this stays whole
+        self.hint_label = hint = QLabel(self.HINT)
         hint.setObjectName("chartHint")
+        hint.setToolTip(self.HINT)
+        hint.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.follow_button = QPushButton("⇥  Follow latest")
         self.follow_button.setToolTip("Scroll back to the newest candle and keep following it")
         self.follow_button.setObjectName("followButton")
@@ -331,6 +335,12 @@ class TradingChart(QWidget):
     def set_frame_interval(self, ms: int) -> None:
         """Repaint at most every `ms` milliseconds (a slower rate leaves the engine more CPU)."""
         self._timer.setInterval(int(ms))
+
+    HINT = "wheel: zoom time · drag: pan"
+
+    def set_run(self, run_id: str | None) -> None:
+        """Show `run_id` in the header (None: the zoom/pan hint again)."""
+        self.hint_label.setText(f"run {run_id}" if run_id else self.HINT)
 
     def reset(self) -> None:
         """Forget everything (a new session starts)."""

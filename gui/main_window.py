@@ -630,8 +630,8 @@ class MainWindow(QMainWindow):
         self._run_source_text = src
         run_id = self.controller.start(cfg, self.watchdog_config, self.use_watchdog)
         self.run_label.setText(f"Starting run {run_id} ({src})…")
-
         self.chart.title.setText(f"{cfg.symbol} · 1m · UTC")
+        self.chart.set_run(run_id)
         self._set_running(True)
         self.sessionStarted.emit(run_id)
         return True

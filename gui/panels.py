@@ -812,7 +812,7 @@ class StatusIndicators(QWidget):
             speed = to_float(h.get("speed"))
             if speed is not None and speed > 1.0 and math.isfinite(speed):
                 # market time runs `speed` times faster than the clock on the wall
-                text += f" · ≈{fmt_duration_ms(rem / speed)} real"
+                text += f" (≈{fmt_duration_ms(rem / speed)})"
             self.remaining_label.setText(text)
             self.progress.setValue(int(1000 * (1 - rem / dur)))
             self.progress.setToolTip(f"{fmt_duration_ms(dur - rem)} of {fmt_duration_ms(dur)}"

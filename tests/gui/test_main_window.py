@@ -500,3 +500,27 @@ def test_on_a_short_screen_pending_orders_is_a_tab_and_the_fills_keep_whole_rows
     assert w.orders_dock.windowTitle() == "Pending orders (1)"
     w.orders_table.remove_order("o1")
     assert w.orders_dock.windowTitle() == "Pending orders"
+
+
+def test_at_1280_wide_the_run_id_stays_whole_beside_busy_indicators(make_window, qtbot):
+    """The status line gives way (ending in "…", the whole line in its tooltip); the run id
+    is whole in the chart's header."""
+    w = make_window()
+    w.set_toolbar(source="replay", speed=60, duration_min=10)
+    assert w.start_session()
+    run_id = w.controller.run_id
+    w.resize(1152, 648)  # the window on a 1280x720 screen
+    qtbot.waitUntil(lambda: w.chart.candle_count > 0, timeout=20_000)
+    w.indicators.set_health({
+        "feed_state": "reconnecting", "reconnects": 12, "source": "replay",
+        "last_message_age_s": 12.3, "queue_depth": 1000, "queue_max": 1000, "dropped": 1234,
+        "breaker_state": "half_open", "restarts": 3, "duration_ms": 36_000_000,
+        "remaining_ms": 35_999_000, "speed": 60.0})
+    qtbot.wait(100)
+    hint = w.chart.hint_label
+    assert hint.text() == f"run {run_id}"
+    assert hint.isVisible() and hint.width() >= hint.sizeHint().width(), \
+        (hint.width(), hint.sizeHint().width())
+    shown = w.run_label.shown_text()
+    assert shown == w.run_label.text() or shown.endswith("…"), shown
+    assert w.run_label.toolTip().startswith(w.run_label.text())

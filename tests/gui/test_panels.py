@@ -71,7 +71,7 @@ def test_the_countdown_says_how_long_a_fast_replay_takes_on_the_wall_clock(qtbot
     h = {"feed_state": "live", "source": "replay", "duration_ms": 2_400_000,
          "remaining_ms": 2_156_000, "speed": 60.0}
     ind.set_health(h)
-    assert ind.remaining_label.text() == "left 35:56 · ≈00:35 real"
+    assert ind.remaining_label.text() == "left 35:56 (≈00:35)"
     ind.set_health({**h, "speed": 1.0})
     assert ind.remaining_label.text() == "left 35:56"
     ind.set_health({**h, "speed": float("inf")})  # max: as fast as it goes, no estimate
