@@ -502,6 +502,7 @@ class FillsPanel(QWidget):
         lay.setSpacing(0)
         lay.addLayout(top)
         lay.addWidget(self.view, 1)
+        self.fit_columns()  # to the headers from the start, not Qt's 100 px per column
 
     @property
     def row_count(self) -> int:
@@ -536,6 +537,7 @@ class FillsPanel(QWidget):
 
     def clear(self) -> None:
         self.model.clear()
+        self.fit_columns()
         self.export_button.setEnabled(False)
         self.summary.setText("No fills yet")
 

@@ -506,6 +506,10 @@ QGroupBox {{ font-weight: 600; }}
 """
 
 
+SOURCE_LABELS = {"auto": "Auto (Bitunix, else the bundled replay)", "bitunix": "Bitunix (live)",
+                 "replay": "Replay"}
+
+
 def _float_text(v: float) -> str:
     if isinstance(v, float) and math.isinf(v):
         return "max"
@@ -598,8 +602,10 @@ class SettingsDialog(QDialog):
         editor: QWidget
         if spec.kind == "source":
             editor = QComboBox()
-            editor.addItems(list(SOURCES))
-            editor.currentTextChanged.connect(self._on_source_changed)
+            for key in SOURCES:  # worded as in the toolbar; the setting is the key
+                editor.addItem(SOURCE_LABELS.get(key, key), key)
+            editor.currentIndexChanged.connect(
+                lambda _i, e=editor: self._on_source_changed(e.currentData()))
         elif spec.kind == "int":
             editor = QSpinBox()
             editor.setRange(0, spec.maximum)
@@ -644,7 +650,7 @@ class SettingsDialog(QDialog):
         for name, editor in self.editors.items():
             value = getattr(s, name)
             if isinstance(editor, QComboBox):
-                idx = editor.findText(str(value))
+                idx = editor.findData(str(value))
                 editor.setCurrentIndex(idx if idx >= 0 else 0)
             elif isinstance(editor, QSpinBox):
                 editor.setValue(int(value))
@@ -655,7 +661,7 @@ class SettingsDialog(QDialog):
                     editor.setText(_float_text(value))
                 else:
                     editor.setText(str(value))
-        self._on_source_changed(self.editors["source"].currentText())
+        self._on_source_changed(self.editors["source"].currentData())
 
     # ---- reading ----
     def _read(self) -> tuple[AppSettings, dict[str, str]]:
@@ -665,7 +671,7 @@ class SettingsDialog(QDialog):
         for name, editor in self.editors.items():
             spec = _FIELDS[name]
             if isinstance(editor, QComboBox):
-                values[name] = editor.currentText()
+                values[name] = editor.currentData()
             elif isinstance(editor, QSpinBox):
                 values[name] = editor.value()
             else:

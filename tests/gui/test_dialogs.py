@@ -124,7 +124,9 @@ def test_dialog_disables_replay_fields_for_live_source(qtbot):
     dialog = SettingsDialog(AppSettings(replay_file="/no/such/file.csv", source="replay"))
     qtbot.addWidget(dialog)
     assert dialog.problems()["replay_file"] == ["no such file: /no/such/file.csv"]
-    dialog.editors["source"].setCurrentText("bitunix")
+    combo = dialog.editors["source"]
+    combo.setCurrentIndex(combo.findData("bitunix"))
+    assert combo.currentText() == "Bitunix (live)"
     assert not dialog.editors["replay_file"].isEnabled()
     assert "replay_file" not in dialog.problems()
     assert dialog.ok_button.isEnabled()

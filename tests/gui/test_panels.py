@@ -78,3 +78,13 @@ def test_the_countdown_says_how_long_a_fast_replay_takes_on_the_wall_clock(qtbot
     assert ind.remaining_label.text() == "left 35:56"
     ind.set_finished()
     assert ind.remaining_label.text() == "finished"
+
+
+def test_empty_fills_columns_fit_their_headers_without_waste(qtbot):
+    panel = FillsPanel()
+    qtbot.addWidget(panel)
+    hh = panel.view.horizontalHeader()
+    fm = hh.fontMetrics()
+    for col, (title, *_rest) in enumerate(panel.model.COLUMNS):
+        assert fm.horizontalAdvance(title) <= hh.sectionSize(col) <= \
+            fm.horizontalAdvance(title) * 1.3 + 30, (title, hh.sectionSize(col))
