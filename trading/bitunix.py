@@ -79,22 +79,50 @@ def _ts(value, name: str = "ts") -> int:
     return out
 
 
+# epoch values in seconds are below 1e11 (year 5138), in milliseconds from 1e11 (1973) on; a
+# funding time outside 2015..2100 is no funding time at all
+_EPOCH_S_MAX = 100_000_000_000
+_FUNDING_MS_RANGE = (1_420_070_400_000, 4_102_444_800_000)
+
+
 def _iso_ms(value, name: str) -> int:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if not isinstance(value, str):
+    """A time in epoch ms from ISO-8601, epoch seconds or epoch milliseconds (number or string).
+
+    The unit of a bare number is told by its size, never assumed: seconds read as
+    milliseconds would put every funding time in 1970. Anything else is a ProtocolError.
+    """
+    if isinstance(value, bool) or value is None:
         raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
-    if not value.isascii():
-        raise ProtocolError(f"{name} is not ISO-8601: {value[:40]!r}")
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if dt.tzinfo is None:  # Bitunix times are UTC; never read them as local time
-            dt = dt.replace(tzinfo=timezone.utc)
-        return int(dt.timestamp() * 1000)
-    except ValueError:
-        raise ProtocolError(f"{name} is not ISO-8601: {value[:40]!r}") from None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii():
+            raise ProtocolError(f"{name} is not a time: {value[:40]!r}")
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is None:
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise ProtocolError(f"{name} is not a time: {value[:40]!r}") from None
+            if dt.tzinfo is None:  # Bitunix times are UTC; never read them as local time
+                dt = dt.replace(tzinfo=timezone.utc)
+            return int(round(dt.timestamp() * 1000))
+        value = number
+    if not isinstance(value, (int, float)):
+        raise ProtocolError(f"{name} has wrong type {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ProtocolError(f"{name} is not a time: {value!r}")
+    return int(round(value * 1000)) if value < _EPOCH_S_MAX else int(round(value))
+
+
+def _funding_ms(value, name: str) -> int:
+    out = _iso_ms(value, name)
+    lo, hi = _FUNDING_MS_RANGE
+    if not lo <= out <= hi:
+        raise ProtocolError(f"{name} is not a funding time (outside 2015..2100): {value!r}")
+    return out
 
 
 def _obj(value, name: str) -> dict:
@@ -174,8 +202,8 @@ def _parse_price(frame: dict, ts: int, symbol: str) -> list:
     try:
         return [FundingInfo(ts=ts, index_px=_num(d.get("ip"), "ip"), mark_px=_num(d.get("mp"), "mp"),
                             funding_rate=_num(d.get("fr"), "fr"),
-                            funding_ts=_iso_ms(d.get("ft"), "ft"),
-                            next_funding_ts=_iso_ms(d.get("nft"), "nft"), symbol=symbol)]
+                            funding_ts=_funding_ms(d.get("ft"), "ft"),
+                            next_funding_ts=_funding_ms(d.get("nft"), "nft"), symbol=symbol)]
     except ValidationError as e:
         raise ProtocolError(str(e)) from None
 
@@ -221,8 +249,45 @@ def parse_frame(raw: str | bytes) -> list:
     return []  # channels we do not consume (ticker without bid/ask, depth_books deltas, ...)
 
 
-def parse_rest_klines(body: bytes | str) -> list[dict]:
-    """Parse a REST kline response into candles oldest first: dicts ts/open/high/low/close/volume."""
+REST_LAYOUT_DOCUMENTED = "documented"  # baseVol = USDT amount, quoteVol = coin amount
+REST_LAYOUT_BY_NAME = "by-name"  # baseVol = coin amount, quoteVol = USDT amount
+REST_LAYOUT_UNKNOWN = "unknown"  # no row had both volumes > 0: nothing to tell them apart
+
+
+def rest_volume_layout(rows: list[dict]) -> str:
+    """Which of `baseVol` / `quoteVol` carries the coin amount, told by evidence.
+
+    Bitunix's documented example row has `"baseVol":"60000"` (USDT) and `"quoteVol":"1"` (coin)
+    for a 60,000 candle: the reverse of the names. A USDT amount is about coin x price, so
+    for every row with both volumes > 0 the ratio of one to the other says which is which
+    (within a factor of 2 of the candle's close). The majority of rows decides; rows that fit
+    neither reading are not evidence. Raises ProtocolError when the rows contradict each other.
+    """
+    documented = by_name = 0
+    for r in rows:
+        base, quote, close = r["base_vol_field"], r["quote_vol_field"], r["close"]
+        if base <= 0 or quote <= 0:
+            continue
+        if 0.5 <= (base / quote) / close <= 2.0:
+            documented += 1
+        elif 0.5 <= (quote / base) / close <= 2.0:
+            by_name += 1
+    if documented and by_name:
+        raise ProtocolError(f"kline volumes contradict each other: {documented} rows read "
+                            f"baseVol as USDT, {by_name} as coin")
+    if documented:
+        return REST_LAYOUT_DOCUMENTED
+    if by_name:
+        return REST_LAYOUT_BY_NAME
+    return REST_LAYOUT_UNKNOWN
+
+
+def parse_rest_klines_layout(body: bytes | str) -> tuple[list[dict], str]:
+    """Parse a REST kline response into candles oldest first, and the volume layout seen.
+
+    Each candle is a dict ts/open/high/low/close/volume/quote_volume, `volume` in coin (BTC)
+    as the websocket's `b`, `quote_volume` in USDT, whichever REST field carried them.
+    """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -240,14 +305,31 @@ def parse_rest_klines(body: bytes | str) -> list[dict]:
         c = {"ts": _ts(row.get("time"), "time"), "open": _num(row.get("open"), "open"),
              "high": _num(row.get("high"), "high"), "low": _num(row.get("low"), "low"),
              "close": _num(row.get("close"), "close"),
-             "volume": _num(row.get("baseVol", 0), "baseVol")}
+             "base_vol_field": _num(row.get("baseVol", 0), "baseVol"),
+             "quote_vol_field": _num(row.get("quoteVol", 0), "quoteVol")}
         if min(c["open"], c["high"], c["low"], c["close"]) <= 0:
             raise ProtocolError("kline row has a non-positive price")
         if c["low"] > min(c["open"], c["close"]) or c["high"] < max(c["open"], c["close"]):
             raise ProtocolError("kline row violates low/high")
+        if c["base_vol_field"] < 0 or c["quote_vol_field"] < 0:
+            raise ProtocolError("kline row has a negative volume")
         out.append(c)
+    layout = rest_volume_layout(out)
+    for c in out:
+        base, quote = c.pop("base_vol_field"), c.pop("quote_vol_field")
+        if layout == REST_LAYOUT_DOCUMENTED:
+            c["volume"], c["quote_volume"] = quote, base
+        elif layout == REST_LAYOUT_BY_NAME:
+            c["volume"], c["quote_volume"] = base, quote
+        else:  # no row has both volumes: one alone cannot say its unit, so none is used
+            c["volume"] = c["quote_volume"] = 0.0
     out.sort(key=lambda c: c["ts"])
-    return out
+    return out, layout
+
+
+def parse_rest_klines(body: bytes | str) -> list[dict]:
+    """Parse a REST kline response into candles oldest first (see parse_rest_klines_layout)."""
+    return parse_rest_klines_layout(body)[0]
 
 
 def kline_url(base: str, symbol: str, end_ts: int | None = None, limit: int = 200) -> str:

@@ -316,15 +316,39 @@ class Timeline:
         for ts, frame in self:
             yield ts, dumps(frame)
 
-    def history(self, end_ts: int, limit: int = MAX_HISTORY) -> list[dict]:
-        """Return up to `limit` (max 200) closed 1m klines ending before `end_ts`, newest first."""
+    def history(self, end_ts: int, limit: int = MAX_HISTORY, *, start_ts: int | None = None,
+                interval_min: int = 1, layout: str = "documented") -> list[dict]:
+        """Return up to `limit` (max 200) klines of `interval_min` minutes, newest first, from
+        the closed 1m klines before `end_ts` (and at or after `start_ts`), as Bitunix's REST
+        rows. `layout` "documented" writes the USDT amount in `baseVol` and the coin amount in
+        `quoteVol`, as Bitunix's documentation shows; "by-name" the other way round."""
+        if layout not in ("documented", "by-name"):
+            raise ValueError(f"layout must be 'documented' or 'by-name', not {layout!r}")
         limit = max(0, min(int(limit), MAX_HISTORY))
+        span = MINUTE_MS * int(interval_min)
         hi = bisect.bisect_right(self._minute_ts, int(end_ts) - MINUTE_MS)
-        out = []
-        for i in range(hi - 1, max(hi - limit, 0) - 1, -1):
+        buckets: list[list] = []  # newest first: [start, o, h, l, c, base, quote]
+        for i in range(hi - 1, -1, -1):
             m, o, h, l, c, b, q = self.closed_kline(i)
+            if start_ts is not None and m < start_ts:
+                break
+            start = m - m % span
+            if buckets and buckets[-1][0] == start:
+                bk = buckets[-1]  # walking back in time: this minute opened the bucket
+                bk[1], bk[2], bk[3] = o, max(bk[2], h), min(bk[3], l)
+                bk[5] += b
+                bk[6] += q
+                continue
+            if len(buckets) == limit:
+                break
+            buckets.append([start, o, h, l, c, b, q])
+        out = []
+        for start, o, h, l, c, b, q in buckets:
+            usdt, coin = _px(q), _vol(b)
             out.append({"open": _num(o), "high": _num(h), "low": _num(l), "close": _num(c),
-                        "time": m, "quoteVol": _px(q), "baseVol": _vol(b),
+                        "time": start,
+                        "quoteVol": coin if layout == "documented" else usdt,
+                        "baseVol": usdt if layout == "documented" else coin,
                         "type": "LAST_PRICE"})
         return out
 

@@ -192,8 +192,47 @@ def test_rest_klines_are_closed_newest_first_and_before_data_time(exchange, dydx
 ])
 def test_rest_bad_parameters_get_a_nonzero_code(exchange, query):
     body = rest(exchange, query)
-    assert body["code"] != 0 and body["msg"]
+    assert body["code"] == 10002 and body["msg"]  # Bitunix's parameter-error code
     assert "data" not in body
+
+
+def test_rest_klines_are_in_the_documented_volume_layout_unless_asked(dydx):
+    """baseVol is the USDT amount and quoteVol the coin amount, as Bitunix documents it."""
+    from trading.bitunix import parse_rest_klines_layout
+    for layout in ("documented", "by-name"):
+        with LocalExchange(dydx, speed="max", start_index=700, rest_layout=layout) as ex:
+            body = rest(ex, f"symbol={SYMBOL}&interval=1m&limit=200")
+        rows = [r for r in body["data"] if float(r["baseVol"]) > 0 and float(r["quoteVol"]) > 0]
+        assert len(rows) > 50
+        usdt, coin = ("baseVol", "quoteVol") if layout == "documented" else \
+            ("quoteVol", "baseVol")
+        for r in rows:
+            assert abs(float(r[usdt]) / float(r[coin]) / r["close"] - 1) < 0.05, r
+        candles, seen = parse_rest_klines_layout(json.dumps(body).encode())
+        assert seen == layout
+        for c in candles:
+            if c["volume"]:
+                assert abs(c["quote_volume"] / c["volume"] / c["close"] - 1) < 0.05
+
+
+def test_rest_honours_start_time_and_serves_longer_intervals(exchange):
+    one = rest(exchange, f"symbol={SYMBOL}&interval=1m&limit=200")["data"]
+    start = one[9]["time"]
+    since = rest(exchange, f"symbol={SYMBOL}&interval=1m&limit=200&startTime={start}")["data"]
+    assert [r["time"] for r in since] == [r["time"] for r in one[:10]]
+    five = rest(exchange, f"symbol={SYMBOL}&interval=5m&limit=4")["data"]
+    assert len(five) == 4 and all(r["time"] % 300_000 == 0 for r in five)
+    by_time = {r["time"]: r for r in one}
+    full = five[1]  # the newest bucket may still be forming
+    minutes = [by_time[full["time"] + k * 60_000] for k in range(5)]
+    assert full["open"] == minutes[0]["open"] and full["close"] == minutes[-1]["close"]
+    assert full["high"] == max(m["high"] for m in minutes)
+    assert full["low"] == min(m["low"] for m in minutes)
+    assert float(full["quoteVol"]) == pytest.approx(sum(float(m["quoteVol"]) for m in minutes),
+                                                    abs=1e-5)
+    for bad in ("interval=1M", f"startTime={one[0]['time'] + 10**9}", "startTime=-1"):
+        body = rest(exchange, f"symbol={SYMBOL}&limit=5&{bad}")
+        assert body["code"] == 10002, bad
 
 
 def test_other_paths_are_404(exchange):

@@ -149,6 +149,16 @@ def test_live_path_is_the_same_client_code_pointed_at_another_url(data_dir):
     r = s.final_report
     assert r["source"] == "bitunix" and r["offline_fallback"] is False
     assert r["warmup_candles"] == 200 and r["fills"] >= 1
+    # the warm-up came over REST in Bitunix's documented layout (baseVol = USDT): its candles
+    # carry coin volumes, the unit of the websocket's `b` and of the live candles
+    assert s.rest_volume_layout == "documented"
+    warm = [c for c in s._warmup_rows if c["volume"] > 0]
+    assert len(warm) > 50
+    for c in warm:
+        assert abs(c["quote_volume"] / c["volume"] / c["close"] - 1) < 0.05, c
+    live = [c for c in s.closed_candles if c.volume > 0]
+    assert live and all(abs(c.quote_volume / c.volume / c.close - 1) < 0.05 for c in live)
+    assert max(c["volume"] for c in warm) < 100 * max(c.volume for c in live)
     for f in s.fills:
         i = bisect.bisect_right(qts, f["fill_ts"]) - 1
         assert (f["bid"], f["ask"]) == books[i]
@@ -177,3 +187,39 @@ def test_a_clean_end_is_no_feed_error_and_closes_with_a_close_frame(data_dir):
     assert feed["state"] == "stopped"
     gone = [r for r in read_log(data_dir) if r.get("message") == "client_disconnected"]
     assert gone and gone[-1]["reason"] == "closed by client", gone
+
+
+def test_every_frame_the_client_writes_pongs_too_stays_within_5_a_second(data_dir):
+    """The server pings 12 times at once: the client answers each, inside one send budget
+    with its JSON ping and subscribe, and the exchange (which counts PING and PONG frames as
+    Bitunix does) never sees more than 5 in a second, so it never disconnects it."""
+    s = run(data_dir, duration_min=2, speed=10.0, chaos="ping@10s:12,ping@40s:12")
+    assert s.exit == 0, s.error
+    ex = s.exchange
+    assert ex.rate_limit_disconnects == 0
+    assert 5 >= ex.max_client_frames_per_s() >= 4  # the burst really pressed on the limit
+    assert s.feed.stats.pongs_sent == 24
+
+
+@pytest.mark.parametrize("skew_ms, warned", [(2500, True), (0, False)])
+def test_live_clock_skew_is_measured_logged_and_reported(data_dir, skew_ms, warned):
+    """The live path against a local exchange whose pushes carry its own clock (the local
+    wall clock + a skew), as Bitunix's do: the skew is measured from the first pushes."""
+    from trading.runtime.datafiles import default_replay_file, load_market_file
+    from trading.runtime.exchange import LocalExchange
+    with LocalExchange(load_market_file(default_replay_file()), speed=1.0, seed=5,
+                       start_index=700, clock="wall", clock_skew_ms=skew_ms,
+                       quotes_per_minute=240) as ex:
+        s = Session(SessionConfig(data_dir=data_dir, source="bitunix", duration_min=0.05,
+                                  bitunix_ws_url=ex.ws_url, bitunix_rest_url=ex.rest_url,
+                                  probe_timeout_s=2.0))
+        s.exit = s.run()
+    assert s.exit == 0, s.error
+    skew = s.final_report["clock_skew_ms"]
+    assert skew is not None and skew_ms - 100 <= skew <= skew_ms + 5, skew
+    logged = [r for r in read_log(data_dir) if r.get("message") in ("clock_skew",
+                                                                     "clock_skew_large")]
+    assert len(logged) == 1 and logged[0]["skew_ms"] == skew
+    assert (logged[0]["level"] == "WARNING") is warned
+    assert (logged[0]["message"] == "clock_skew_large") is warned
+    assert s.final_report["warmup_candles"] == 200

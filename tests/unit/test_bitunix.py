@@ -5,10 +5,12 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trading.bitunix import (KLINE_PATH, MAX_SUBSCRIPTIONS, ProtocolError, kline_url,
-                             parse_frame, parse_rest_klines, ping_message, subscribe_message,
-                             unsubscribe_message)
+                             parse_frame, parse_rest_klines, parse_rest_klines_layout,
+                             ping_message, subscribe_message, unsubscribe_message)
 from trading.model import FundingInfo, KlineUpdate, Pong, Quote, TradeTick
 
 TS = 1732178884994
@@ -51,8 +53,11 @@ def rest_body(rows, code=0, msg="Success") -> bytes:
     return json.dumps({"code": code, "msg": msg, "data": rows}).encode()
 
 
-def rest_row(time_ms, o, h, l, c, base="1.5") -> dict:
-    return {"open": o, "high": h, "low": l, "close": c, "time": time_ms, "quoteVol": "1",
+def rest_row(time_ms, o, h, l, c, coin="1.5", usdt=None, layout="documented") -> dict:
+    """A REST kline row; "documented": baseVol = USDT, quoteVol = coin, as Bitunix shows."""
+    usdt = f"{float(coin) * float(c):.2f}" if usdt is None else usdt
+    base, quote = (usdt, coin) if layout == "documented" else (coin, usdt)
+    return {"open": o, "high": h, "low": l, "close": c, "time": time_ms, "quoteVol": quote,
             "baseVol": base, "type": "LAST_PRICE"}
 
 
@@ -382,20 +387,68 @@ def test_pong_with_bad_numbers_is_rejected():
 # ---- REST klines ----
 
 def test_rest_klines_come_back_oldest_first():
-    body = rest_body([rest_row(1732178940000, 60010, 60020, 60000, 60015, base="2"),
-                      rest_row(1732178880000, "60000", "60001", "59989.2", "60000", base="60000"),
-                      rest_row(1732178820000, 59990, 60000, 59980, 59999.5, base="0.5")])
+    body = rest_body([rest_row(1732178940000, 60010, 60020, 60000, 60015, coin="2"),
+                      rest_row(1732178880000, "60000", "60001", "59989.2", "60000", coin="1",
+                               usdt="60000"),
+                      rest_row(1732178820000, 59990, 60000, 59980, 59999.5, coin="0.5")])
 
     candles = parse_rest_klines(body)
 
     assert candles == [
         {"ts": 1732178820000, "open": 59990.0, "high": 60000.0, "low": 59980.0, "close": 59999.5,
-         "volume": 0.5},
+         "volume": 0.5, "quote_volume": 29999.75},
         {"ts": 1732178880000, "open": 60000.0, "high": 60001.0, "low": 59989.2, "close": 60000.0,
-         "volume": 60000.0},
+         "volume": 1.0, "quote_volume": 60000.0},
         {"ts": 1732178940000, "open": 60010.0, "high": 60020.0, "low": 60000.0, "close": 60015.0,
-         "volume": 2.0},
+         "volume": 2.0, "quote_volume": 120030.0},
     ]
+
+
+def test_the_documentations_own_example_row_is_one_coin_not_60000():
+    """The documented example: "quoteVol":"1","baseVol":"60000" for a 60,000 candle."""
+    body = json.dumps({"code": 0, "msg": "Success", "data": [
+        {"open": 60000, "high": 60001, "low": 59989.2, "close": 60000, "time": 1732178880000,
+         "quoteVol": "1", "baseVol": "60000", "type": "LAST_PRICE"}]}).encode()
+    candles, layout = parse_rest_klines_layout(body)
+    assert layout == "documented"
+    assert candles[0]["volume"] == 1.0 and candles[0]["quote_volume"] == 60000.0
+
+
+@pytest.mark.parametrize("layout", ["documented", "by-name"])
+def test_either_rest_layout_gives_coin_volumes(layout):
+    rows = [rest_row(1732178880000 + i * 60000, 87000, 87010, 86990, 87005, coin=f"{1 + i}.25",
+                     layout=layout) for i in range(5)]
+    candles, seen = parse_rest_klines_layout(rest_body(rows))
+    assert seen == layout
+    assert [c["volume"] for c in candles] == [1.25, 2.25, 3.25, 4.25, 5.25]
+    for c in candles:
+        assert abs(c["quote_volume"] / c["volume"] / c["close"] - 1) < 0.05
+
+
+def test_rows_without_both_volumes_give_zero_volume_and_say_unknown():
+    rows = [rest_row(1732178880000, 87000, 87010, 86990, 87005, coin="0", usdt="0"),
+            rest_row(1732178940000, 87000, 87010, 86990, 87005, coin="3", usdt="0")]
+    candles, seen = parse_rest_klines_layout(rest_body(rows))
+    assert seen == "unknown" and [c["volume"] for c in candles] == [0.0, 0.0]
+
+
+def test_contradicting_rest_layouts_are_an_error():
+    rows = [rest_row(1732178880000, 87000, 87010, 86990, 87005, layout="documented"),
+            rest_row(1732178940000, 87000, 87010, 86990, 87005, layout="by-name")]
+    with pytest.raises(ProtocolError, match="contradict"):
+        parse_rest_klines_layout(rest_body(rows))
+
+
+@settings(max_examples=200, deadline=None)
+@given(price=st.floats(100, 1e6), coins=st.lists(st.floats(1e-3, 1e4), min_size=1,
+                                                   max_size=20),
+       layout=st.sampled_from(["documented", "by-name"]))
+def test_rest_layout_is_told_by_evidence_for_any_price_and_volume(price, coins, layout):
+    rows = [rest_row(1732178880000 + i * 60000, price, price, price, price, coin=repr(c),
+                     usdt=repr(c * price), layout=layout) for i, c in enumerate(coins)]
+    candles, seen = parse_rest_klines_layout(rest_body(rows))
+    assert seen == layout
+    assert [c["volume"] for c in candles] == pytest.approx(coins)
 
 
 def test_rest_klines_empty_data_is_empty_list():
@@ -448,3 +501,60 @@ def test_kline_url_without_end_time_has_no_end_time():
 def test_kline_url_limit_out_of_bounds(limit):
     with pytest.raises(ValueError, match="1..200"):
         kline_url("https://fapi.bitunix.com", "BTCUSDT", limit=limit)
+
+
+# ---- funding times: ISO-8601, epoch s or epoch ms, as numbers or strings ----
+
+NFT_MS = 1775577600000  # 2026-04-07T16:00:00Z
+
+
+@pytest.mark.parametrize("nft", ["2026-04-07T16:00:00Z", "2026-04-07T16:00:00+00:00",
+                                 "2026-04-07T16:00:00.000Z", "2026-04-07T18:00:00+02:00",
+                                 NFT_MS // 1000, str(NFT_MS // 1000), NFT_MS, str(NFT_MS),
+                                 float(NFT_MS // 1000), f"{NFT_MS / 1000:.3f}"])
+def test_funding_times_in_every_format_mean_the_same_instant(nft):
+    (info,) = parse_frame(raw(price_frame(nft=nft)))
+    assert isinstance(info, FundingInfo) and info.next_funding_ts == NFT_MS
+
+
+@pytest.mark.parametrize("bad", ["in eight hours", "", "NaN", "inf", -1, 0, "0", True, None,
+                                 ["2026-04-07T16:00:00Z"], {"t": 1}, 1.5e20,
+                                 "1970-01-01T00:00:10Z", "2200-01-01T00:00:00Z", 1234])
+def test_a_funding_time_that_is_no_time_is_a_protocol_error(bad):
+    with pytest.raises(ProtocolError, match="nft"):
+        parse_frame(raw(price_frame(nft=bad)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(seconds=st.integers(1_420_070_400, 4_102_444_800),
+       form=st.sampled_from(["s", "s-str", "ms", "ms-str", "iso"]))
+def test_any_funding_second_reads_exactly_in_any_form(seconds, form):
+    from datetime import datetime, timezone
+    value = {"s": seconds, "s-str": str(seconds), "ms": seconds * 1000,
+             "ms-str": str(seconds * 1000),
+             "iso": datetime.fromtimestamp(seconds, timezone.utc).isoformat()}[form]
+    (info,) = parse_frame(raw(price_frame(ft=value)))
+    assert info.funding_ts == seconds * 1000
+
+
+def test_a_bad_funding_time_is_counted_and_logged_once_per_kind():
+    import logging
+    import queue
+
+    from trading.runtime import feed as feed_module
+    from trading.runtime.feed import FeedConfig, MarketFeed
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    feed_module.log.addHandler(handler)
+    try:
+        feed = MarketFeed(FeedConfig(url="ws://127.0.0.1:9/public/"), queue.Queue())
+        for bad in ("soon", "later", "never"):
+            assert feed._handle(raw(price_frame(nft=bad)), 1.0) is False
+        assert feed._handle(raw(price_frame(ft="whenever")), 1.0) is False
+    finally:
+        feed_module.log.removeHandler(handler)
+    assert feed.stats.parse_errors == 4
+    assert feed.stats.parse_error_kinds == {"nft is not a time": 3, "ft is not a time": 1}
+    kinds = [r.kind for r in records if r.getMessage() == "feed_frame_rejected_kind"]
+    assert kinds == ["nft is not a time", "ft is not a time"]

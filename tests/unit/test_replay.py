@@ -177,7 +177,11 @@ def test_final_kline_of_each_minute_is_the_bar_and_matches_history(dydx):
     for h in history:
         final = finals[h["time"]]
         assert [h["open"], h["high"], h["low"], h["close"]] == [float(final[k]) for k in "ohlc"]
-        assert (h["baseVol"], h["quoteVol"]) == (final["b"], final["q"])
+        # Bitunix's documented layout: baseVol is the USDT amount, quoteVol the coin amount
+        assert (h["quoteVol"], h["baseVol"]) == (final["b"], final["q"])
+    by_name = tl.history(tl.end_ts + 1, 200, layout="by-name")
+    assert [(h["baseVol"], h["quoteVol"]) for h in by_name] == \
+        [(h["quoteVol"], h["baseVol"]) for h in history]
 
 
 def test_kline_pushes_every_500ms_with_a_valid_forming_candle(dydx):

@@ -14,6 +14,7 @@ Run it alone: ``python -m trading.runtime.exchange --port 8765 --speed 60``.
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timedelta
 import email.utils
 import logging
 import math
@@ -34,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import EXTERNAL_CLOSE_CODES
+from websockets.frames import EXTERNAL_CLOSE_CODES, Opcode
 from websockets.http11 import Response
 from websockets.sync.server import serve
 
@@ -51,7 +52,11 @@ CHANNELS = ("market_kline_1min", "depth_book1", "trade", "tickers", "price")
 SNAPSHOT_CHANNELS = ("depth_book1", "market_kline_1min", "tickers", "price")
 MAX_CLIENT_MSGS_PER_S = 5           # Bitunix disconnects a client sending more
 MAX_GAP_MS = 60_000                 # longer silences in the data are skipped, not waited out
-PARAM_ERROR_CODE = 10001
+PARAM_ERROR_CODE = 10002  # Bitunix: 10001 network error, 10002 parameter error
+# REST kline intervals (Bitunix's REST names) in minutes; "1M" (calendar months) is refused
+REST_INTERVALS = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
+                  "6h": 360, "8h": 480, "12h": 720, "1d": 1440, "3d": 4320, "1w": 10080}
+REST_LAYOUTS = ("documented", "by-name")
 BIGFRAME_BYTES = 1 << 20
 
 # kind -> (argument type, default); argument type None = takes no argument
@@ -68,6 +73,7 @@ FAULT_KINDS: dict[str, tuple[str | None, float | int | None]] = {
     "disorder": ("count", 10),
     "dup": ("count", 10),
     "flood": ("count", 50_000),
+    "ping": ("count", 10),  # the server sends N protocol pings at once: the client must pong
 }
 
 MAX_CHAOS_SECONDS = 7 * 86400.0  # no session is longer than a week
@@ -217,7 +223,10 @@ class _Client:
         self.sent = 0
         self.dropped = 0
         self.pongs = 0
-        self.recv_times: deque = deque()
+        self.recv_times: deque = deque()  # every frame from the client, pings and pongs too
+        self.max_frames_per_s = 0  # the most frames the client sent within one second
+        self.control_frames = 0  # pings and pongs received from the client
+        self.rate_limited = False
         self.sender = threading.Thread(target=self._run, name=f"exchange-send-{client_id}",
                                        daemon=True)
 
@@ -305,11 +314,16 @@ class _Client:
                     return
                 send(payload, text=True)
                 self.sent += 1
+        elif what == "ping":
+            for i in range(item[1]):
+                if self.closed:
+                    return
+                self.ws.ping(f"srv-{i}".encode())
         elif what == "drop":
             self._abort()
         elif what == "close":
             self.shut()
-            self.ws.close(item[1], "local exchange fault")
+            self.ws.close(item[1], item[2] if len(item) > 2 else "local exchange fault")
 
     def _abort(self) -> None:
         """Cut the TCP connection with no websocket close frame (a reset where possible)."""
@@ -339,7 +353,9 @@ class LocalExchange:
                  symbol: str = "BTCUSDT", chaos: str | ChaosPlan = "",
                  start_index: int | None = None, spread_usd: float = 1.0,
                  greeting: bool = True, queue_size: int = 20_000,
-                 quotes_per_minute: int = 20, kline_every_ms: int = 500) -> None:
+                 quotes_per_minute: int = 20, kline_every_ms: int = 500,
+                 rest_layout: str = "documented", clock: str = "data",
+                 clock_skew_ms: int = 0) -> None:
         if data is None:
             data = load_market_file(default_replay_file())
         self.data = data
@@ -352,6 +368,20 @@ class LocalExchange:
         self.symbol = symbol
         self.chaos = chaos if isinstance(chaos, ChaosPlan) else ChaosPlan.parse(chaos)
         self.greeting = greeting
+        if rest_layout not in REST_LAYOUTS:
+            raise ValueError(f"rest_layout must be one of {', '.join(REST_LAYOUTS)}, "
+                             f"not {rest_layout!r}")
+        self.rest_layout = rest_layout  # which REST field carries the coin volume
+        # "data": pushes carry the recorded data's times (a replay of 2026-01-01);
+        # "wall": like the live exchange, pushes carry the exchange's clock (the local wall
+        # clock + clock_skew_ms), the data shifted by whole minutes to now; speed must be 1
+        if clock not in ("data", "wall"):
+            raise ValueError(f"clock must be 'data' or 'wall', not {clock!r}")
+        if clock == "wall" and self.speed != 1.0:
+            raise ValueError("clock 'wall' replays in real time: speed must be 1")
+        self.clock = clock
+        self.clock_skew_ms = int(clock_skew_ms)
+        self.clock_offset_ms = 0  # exchange time - data time ("wall" clock: whole minutes)
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         self.queue_size = int(queue_size)
@@ -373,6 +403,7 @@ class LocalExchange:
         self._closed_sent = 0
         self._closed_pongs = 0
         self._closed_dropped = 0
+        self._closed_max_rate = 0
         self._rng = random.Random(self.seed)
         self._pending_disorder: list = []
         self._disorder_left = 0
@@ -496,19 +527,11 @@ class LocalExchange:
         if self.greeting:
             client.control(("raw", b'{"op":"connect","data":{"result":true}}'))
         reason = "closed by client"
+        self._count_frames(client, ws, peer)
         try:
             for message in ws:
-                now = time.monotonic()
-                times = client.recv_times
-                times.append(now)
-                while times and now - times[0] >= 1.0:
-                    times.popleft()
-                if len(times) > MAX_CLIENT_MSGS_PER_S:
-                    with self._stats_lock:
-                        self.rate_limit_disconnects += 1
+                if client.rate_limited:
                     reason = "rate limit"
-                    log.warning("client_rate_limited", extra={
-                        "client": client.id, "peer": peer, "messages_in_1s": len(times)})
                     client.shut()
                     ws.close(1008, "too many messages")
                     break
@@ -522,9 +545,43 @@ class LocalExchange:
                 self._closed_sent += client.sent
                 self._closed_pongs += client.pongs
                 self._closed_dropped += client.dropped
+                self._closed_max_rate = max(self._closed_max_rate, client.max_frames_per_s)
             log.info("client_disconnected", extra={
                 "client": client.id, "peer": peer, "reason": reason, "sent": client.sent,
                 "dropped": client.dropped})
+
+    def _count_frames(self, client: _Client, ws, peer: str) -> None:
+        """Count every frame the client sends, PING and PONG included, against Bitunix's 5 per
+        second: the connection's reader thread sees each frame before it is handled."""
+        proto = ws.protocol
+        handle = proto.recv_frame
+
+        def counted(frame, handle=handle):
+            now = time.monotonic()
+            times = client.recv_times
+            times.append(now)
+            while times and now - times[0] >= 1.0:
+                times.popleft()
+            client.max_frames_per_s = max(client.max_frames_per_s, len(times))
+            if frame.opcode in (Opcode.PING, Opcode.PONG):
+                client.control_frames += 1
+            if len(times) > MAX_CLIENT_MSGS_PER_S and not client.rate_limited:
+                client.rate_limited = True
+                with self._stats_lock:
+                    self.rate_limit_disconnects += 1
+                log.warning("client_rate_limited", extra={
+                    "client": client.id, "peer": peer, "frames_in_1s": len(times),
+                    "opcode": frame.opcode.name})
+                client.control(("close", 1008, "too many messages"))
+            return handle(frame)
+
+        proto.recv_frame = counted
+
+    def max_client_frames_per_s(self) -> int:
+        """The most frames any client sent within one second, over every connection so far."""
+        with self._lock:
+            live = [c.max_frames_per_s for c in self._clients.values()]
+        return max(live + [self._closed_max_rate])
 
     def _on_message(self, client: _Client, message) -> None:
         try:
@@ -601,8 +658,9 @@ class LocalExchange:
         if symbol != self.symbol:
             return error(f"unknown symbol {symbol!r}" if symbol else "symbol is required")
         interval = one("interval", "1m")
-        if interval != "1m":
-            return error(f"interval {interval!r} is not served here (only 1m)")
+        if interval not in REST_INTERVALS:
+            return error(f"interval {interval!r} is not served here (known: "
+                         f"{', '.join(REST_INTERVALS)}; 1M is not)")
         kind = one("type", "LAST_PRICE")
         if kind != "LAST_PRICE":
             return error(f"type {kind!r} is not served here (only LAST_PRICE)")
@@ -613,18 +671,29 @@ class LocalExchange:
         if not 1 <= limit <= MAX_HISTORY:
             return error(f"limit must be 1..{MAX_HISTORY}, got {limit}")
         now = self._data_ts
-        end_raw = one("endTime")
-        if end_raw not in (None, ""):
+        bounds = {}
+        for name in ("startTime", "endTime"):
+            raw = one(name)
+            if raw in (None, ""):
+                continue
             try:
-                end = int(end_raw)
+                bounds[name] = int(raw)
             except ValueError:
-                return error("endTime must be epoch milliseconds")
-            if end <= 0:
-                return error("endTime must be > 0")
-            end = min(end, now)
-        else:
-            end = now
-        return {"code": 0, "msg": "Success", "data": self.timeline.history(end, limit)}
+                return error(f"{name} must be epoch milliseconds")
+            if bounds[name] <= 0:
+                return error(f"{name} must be > 0")
+        off = self.clock_offset_ms  # queries and answers speak exchange time
+        end = min(bounds.get("endTime", now + off) - off, now)
+        start = bounds.get("startTime")
+        start = None if start is None else start - off
+        if start is not None and start >= end:
+            return error("startTime must be before endTime")
+        rows = self.timeline.history(end, limit, start_ts=start,
+                                     interval_min=REST_INTERVALS[interval],
+                                     layout=self.rest_layout)
+        if off:
+            rows = [{**r, "time": r["time"] + off} for r in rows]
+        return {"code": 0, "msg": "Success", "data": rows}
 
     # ---- replay thread
 
@@ -652,10 +721,28 @@ class LocalExchange:
         base_wall = time.monotonic()
         base_data = start_ts
         prev_ts = start_ts
+        wall_clock = self.clock == "wall"
+        skew = self.clock_skew_ms
+        if wall_clock:
+            # shift the data by whole minutes (candle minutes stay candle minutes) so that its
+            # next frame is due now on the exchange's clock; the part of the first minute that
+            # is already past is skipped
+            now_ex = int(time.time() * 1000) + skew
+            self.clock_offset_ms = (now_ex - start_ts) // 60_000 * 60_000
+            with self._lock:
+                self._latest.clear()
+        off = self.clock_offset_ms
         for ts, frame in tl:
             if stop.is_set():
                 return
-            if realtime:
+            if wall_clock:
+                delay = (ts + off - skew) / 1000.0 - time.time()
+                if delay < 0 and ts - start_ts < 60_000:
+                    continue  # before "now" in the first minute: skipped, not sent late
+                if delay > 0.002 and stop.wait(delay):
+                    return
+                frame = _restamp(frame, off)
+            elif realtime:
                 if ts - prev_ts > MAX_GAP_MS:
                     base_wall, base_data = time.monotonic(), ts
                 delay = base_wall + (ts - base_data) / 1000.0 / speed - time.monotonic()
@@ -663,7 +750,7 @@ class LocalExchange:
                     return
             prev_ts = ts
             while fi < len(faults) and ts - start_ts >= faults[fi].at_ms:
-                self._fire(faults[fi], ts, frame)
+                self._fire(faults[fi], ts + off, frame)
                 fi += 1
             self._publish(ts, frame["ch"], dumps(frame))
 
@@ -716,6 +803,9 @@ class LocalExchange:
         elif kind == "dup":
             with self._lock:
                 self._dup_left = int(fault.arg)
+        elif kind == "ping":
+            for c in clients:
+                c.control(("ping", int(fault.arg)))
         elif kind == "flood":
             payload = orjson.dumps(self._depth_frame(ts))
             for c in clients:
@@ -768,6 +858,22 @@ class LocalExchange:
         raise ValueError(f"no frame for fault {kind!r}")
 
 
+def _restamp(frame: dict, offset_ms: int) -> dict:
+    """A frame moved by `offset_ms`: its push time, and a trade row's own time."""
+    out = {**frame, "ts": frame["ts"] + offset_ms}
+    if frame.get("ch") == "trade" and isinstance(frame.get("data"), list):
+        rows = []
+        for row in frame["data"]:
+            t = row.get("t") if isinstance(row, dict) else None
+            if isinstance(t, str):
+                dt = datetime.fromisoformat(t.replace("Z", "+00:00")) + \
+                    timedelta(milliseconds=offset_ms)
+                row = {**row, "t": dt.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            rows.append(row)
+        out["data"] = rows
+    return out
+
+
 def _peer(ws) -> str:
     try:
         host, port = ws.remote_address[:2]
@@ -797,6 +903,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="bid/ask spread for data without quotes (default 1.0)")
     p.add_argument("--start-index", type=_nonneg_int_arg, default=None, metavar="N",
                    help="minute of the data to start at (default: seeded, after 200 minutes)")
+    p.add_argument("--rest-volume-layout", choices=REST_LAYOUTS, default="documented",
+                   help="REST klines: 'documented' = baseVol is the USDT amount and quoteVol "
+                   "the coin amount, as Bitunix documents it; 'by-name' = the reverse "
+                   "(default documented)")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -856,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exchange = LocalExchange(data, host=args.host, port=args.port, speed=args.speed,
                                  seed=args.seed, chaos=chaos, start_index=args.start_index,
-                                 spread_usd=args.spread_usd)
+                                 spread_usd=args.spread_usd,
+                                 rest_layout=args.rest_volume_layout)
     except ValueError as e:
         parser.error(str(e))
     try:

@@ -49,10 +49,13 @@ class FeedStats:
     parse_errors: int = 0
     pings_sent: int = 0
     pongs: int = 0
+    pongs_sent: int = 0  # answers to the server's protocol pings, within the send budget
     sent: int = 0
     last_message_mono: float = 0.0
     last_error: str = ""
     last_parse_error: str = ""
+    parse_error_kinds: dict = field(default_factory=dict)  # "ft is not a time" -> count
+    clock_skew_ms: int | None = None  # exchange clock - local clock (live only)
     last_close: str = ""  # how the server last closed the connection (normal closes too)
 
     def snapshot(self, now_mono: float | None = None) -> dict:
@@ -95,6 +98,11 @@ class FeedConfig:
     backoff_max_s: float = 30.0
     warn_every_s: float = 10.0
     seed: int | None = None
+    # live only (push times are the exchange's clock, not recorded data times): compare them
+    # with the local clock over the first pushes, log the skew, WARN above the limit
+    check_clock_skew: bool = False
+    clock_skew_samples: int = 5
+    clock_skew_warn_ms: int = 1000
 
 
 class MarketFeed:
@@ -114,6 +122,7 @@ class MarketFeed:
         self._drops_since_warn = 0
         self._last_parse_warn = 0.0
         self._parse_since_warn = 0
+        self._skew_samples: list[int] = []
 
     # ---- control (any thread) ----
     def start(self) -> None:
@@ -191,12 +200,45 @@ class MarketFeed:
         self.stats.state = STOPPED
 
     def _send(self, ws, text: str) -> None:
-        wait = self._limiter.wait_time()
-        if wait > 0:
-            self._stop.wait(wait)
+        self._budget()
         ws.send(text)
         self._limiter.record()
         self.stats.sent += 1
+
+    def _budget(self) -> None:
+        """Wait until one more frame fits Bitunix's 5 per second (JSON, ping and pong alike)."""
+        wait = self._limiter.wait_time()
+        while wait > 0 and not self._stop.is_set():
+            self._stop.wait(wait)
+            wait = self._limiter.wait_time()
+
+    def _recv(self, ws) -> tuple[int, bytes]:
+        """Read one message, answering a protocol ping with a pong inside the send budget.
+
+        websocket-client's own recv_data() answers pings outside any budget, and Bitunix
+        counts PING and PONG frames in its 5 messages per second.
+        """
+        while True:
+            frame = ws.recv_frame()
+            op = frame.opcode
+            if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY,
+                      websocket.ABNF.OPCODE_CONT):
+                ws.cont_frame.validate(frame)
+                ws.cont_frame.add(frame)
+                if ws.cont_frame.is_fire(frame):
+                    opcode, whole = ws.cont_frame.extract(frame)
+                    return opcode, whole.data
+            elif op == websocket.ABNF.OPCODE_CLOSE:
+                return op, frame.data
+            elif op == websocket.ABNF.OPCODE_PING:
+                if len(frame.data) >= 126:
+                    raise websocket.WebSocketProtocolException("ping payload too long")
+                self._budget()
+                ws.pong(frame.data)
+                self._limiter.record()
+                self.stats.sent += 1
+                self.stats.pongs_sent += 1
+            # a PONG (to a ping we never send: the keep-alive is the JSON ping) is ignored
 
     def _serve(self, ws) -> bool:
         """Subscribe, then read until the socket fails or goes stale; return whether data came."""
@@ -228,7 +270,7 @@ class MarketFeed:
                                                      "url": c.url})
                     return got_data
                 try:
-                    opcode, data = ws.recv_data()
+                    opcode, data = self._recv(ws)
                 except websocket.WebSocketTimeoutException:
                     continue
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -267,6 +309,24 @@ class MarketFeed:
             self.stats.dropped += 1
             log.warning("feed_reconnect_marker_dropped", extra={"queue_max": self.out.maxsize})
 
+    def _sample_skew(self, ev) -> None:
+        """Push time minus arrival time is the skew less the network delay: the largest of the
+        first samples is the best estimate (the delay only ever makes a sample smaller)."""
+        ts = getattr(ev, "ts", None)
+        if not isinstance(ts, int):
+            return
+        self._skew_samples.append(ts - int(time.time() * 1000))
+        if len(self._skew_samples) < self.config.clock_skew_samples:
+            return
+        skew = max(self._skew_samples)
+        self.stats.clock_skew_ms = skew
+        extra = {"skew_ms": skew, "samples": len(self._skew_samples),
+                 "warn_above_ms": self.config.clock_skew_warn_ms, "url": self.config.url}
+        if abs(skew) > self.config.clock_skew_warn_ms:
+            log.warning("clock_skew_large", extra=extra)
+        else:
+            log.info("clock_skew", extra=extra)
+
     def _handle(self, data: bytes, now: float) -> bool:
         """Parse one frame and queue its events; return whether it carried market data."""
         try:
@@ -275,6 +335,15 @@ class MarketFeed:
             st = self.stats
             st.parse_errors += 1
             st.last_parse_error = str(e)[:200]
+            # the kind is the message before its example value ("ft is not a time: 'soon'")
+            kind = st.last_parse_error.split(":", 1)[0][:80]
+            first = kind not in st.parse_error_kinds
+            if first and len(st.parse_error_kinds) >= 100:
+                kind, first = "other", "other" not in st.parse_error_kinds
+            st.parse_error_kinds[kind] = st.parse_error_kinds.get(kind, 0) + 1
+            if first:  # each kind once, with an example: a format change is seen at once
+                log.warning("feed_frame_rejected_kind", extra={
+                    "kind": kind, "example": st.last_parse_error})
             self._parse_since_warn += 1
             if now - self._last_parse_warn >= self.config.warn_every_s:
                 log.warning("feed_frame_rejected", extra={
@@ -289,6 +358,8 @@ class MarketFeed:
                 self.stats.pongs += 1
                 continue
             market = True
+            if self.config.check_clock_skew and self.stats.clock_skew_ms is None:
+                self._sample_skew(ev)
             try:
                 self.out.put_nowait(ev)
                 self.stats.events += 1

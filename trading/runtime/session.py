@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from trading.bitunix import (DEFAULT_CHANNELS, PUBLIC_WS_URL, REST_BASE_URL, ProtocolError,
-                             kline_url, parse_frame, parse_rest_klines)
+                             kline_url, parse_frame, parse_rest_klines_layout)
 from trading.broker import BrokerConfig, PaperBroker
 from trading.candles import CandleBuilder
 from trading.model import (Candle, FeedReconnected, Fill, FundingApplied, FundingInfo,
@@ -875,29 +875,33 @@ class Session:
         tl = build_timeline(data, symbol=cfg.symbol, seed=cfg.seed,
                             start_index=self._pick_start_index(data), spread_usd=cfg.spread_usd)
         body = _json({"code": 0, "msg": "Success", "data": tl.history(tl.start_ts, 200)})
-        self._apply_warmup(parse_rest_klines(body), source="replay history")
+        self._apply_warmup(*parse_rest_klines_layout(body), source="replay history")
         return tl
 
     def _warm_up_rest(self, base_url: str) -> None:
         url = kline_url(base_url, self.config.symbol, limit=200)
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
-                candles = parse_rest_klines(resp.read())
+                candles, layout = parse_rest_klines_layout(resp.read())
         except (urllib.error.URLError, OSError, ProtocolError, ValueError) as e:
             log.warning("warmup_failed", extra={"url": url, "error": f"{type(e).__name__}: {e}"})
             return
-        self._apply_warmup(candles, source=url)
+        self._apply_warmup(candles, layout, source=url)
 
-    def _apply_warmup(self, rows: list[dict], source: str) -> None:
+    def _apply_warmup(self, rows: list[dict], layout: str, source: str) -> None:
+        """Keep the warm-up candles; say which REST field carried the coin volume."""
         self._warmup_rows = rows
-        log.info("warmup_fetched", extra={"candles": len(rows), "from": source})
+        self.rest_volume_layout = layout
+        log.info("warmup_fetched", extra={"candles": len(rows), "from": source,
+                                          "volume_layout": layout})
 
     def _start_feed(self, url: str) -> None:
         cfg = self.config
         subs = {(cfg.symbol, ch) for ch in DEFAULT_CHANNELS}
         self.feed = MarketFeed(FeedConfig(url=url, subscriptions=subs,
                                           ping_interval_s=cfg.ping_interval_s,
-                                          stale_after_s=cfg.stale_after_s, seed=cfg.seed),
+                                          stale_after_s=cfg.stale_after_s, seed=cfg.seed,
+                                          check_clock_skew=isinstance(self.clock, LiveClock)),
                                self.queue)
         self.feed.start()
 
@@ -1405,6 +1409,8 @@ class Session:
             "execution_latency_ms": self.config.broker.latency_ms,
             "min_fill_latency_ms": min((f["latency_ms"] for f in strat), default=None),
             "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
+            "warmup_volume_layout": getattr(self, "rest_volume_layout", None),
+            "clock_skew_ms": self.feed.stats.clock_skew_ms if self.feed is not None else None,
             "quotes": self.quotes_in, "stale_quotes_ignored": self.stale_quotes,
             "out_of_order_klines": self.candles.out_of_order, "restarts": self.restarts,
             "segments": self.segments, "state_repairs": self.repairs,
