@@ -223,3 +223,23 @@ def test_live_clock_skew_is_measured_logged_and_reported(data_dir, skew_ms, warn
     assert (logged[0]["level"] == "WARNING") is warned
     assert (logged[0]["message"] == "clock_skew_large") is warned
     assert s.final_report["warmup_candles"] == 200
+
+
+def test_a_late_first_push_of_each_minute_still_gives_the_true_candles(data_dir):
+    """From 30 s on, each minute's last kline push arrives 100 ms into the next minute."""
+    s = run(data_dir, duration_min=6, chaos="latekline@30s")
+    assert s.exit == 0, s.error
+    tl = s.exchange.timeline
+    assert s.exchange.late_klines_sent >= 5
+    assert s.final_report["late_kline_pushes"] >= 5
+    finals = {}
+    for i in range(len(tl.data.rows)):
+        m, o, h, l, c, b, q = tl.closed_kline(i)
+        finals[m] = (o, h, l, c, b)
+    checked = 0
+    for candle in s.closed_candles:
+        o, h, l, c, b = finals[candle.ts]
+        assert (candle.open, candle.high, candle.low, candle.close) == (o, h, l, c), candle
+        assert candle.volume == pytest.approx(b, abs=1e-6), candle
+        checked += 1
+    assert checked >= 5

@@ -157,3 +157,42 @@ def test_forming_candle_shows_latest_push_and_is_not_closed():
     assert b.forming_candle() == Candle(ts=M0, open=100.0, high=101.0, low=99.0, close=100.4,
                                         volume=3.0, quote_volume=300.0, closed_ts=0)
     assert b.last_closed is None
+
+
+def test_a_late_push_of_the_old_candle_updates_it_and_does_not_open_the_new_one():
+    """The old candle's last update arrives stamped 100 ms into the next minute."""
+    b = CandleBuilder()
+    feed(b, [make_kline(M0 + 100, o=100.0, h=100.5, l=99.8, c=100.2, b=0.5, q=50.1),
+             make_kline(M0 + 59_000, o=100.0, h=101.0, l=99.5, c=100.9, b=3.0, q=301.0)])
+    late = make_kline(M1 + 100, o=100.0, h=101.4, l=99.5, c=101.3, b=3.4, q=341.5)
+    assert b.on_kline(late) is None
+    assert b.late_pushes == 1
+    closed = b.on_kline(make_kline(M1 + 600, o=101.3, c=101.2, b=0.02, q=2.0))
+    assert (closed.ts, closed.open, closed.high, closed.low, closed.close, closed.volume) == \
+        (M0, 100.0, 101.4, 99.5, 101.3, 3.4)
+    forming = b.forming_candle()
+    assert forming.ts == M1 and forming.open == 101.3 and forming.volume == 0.02
+
+
+def test_a_repeat_of_the_old_candle_in_the_new_minute_is_not_the_new_open():
+    b = CandleBuilder()
+    old = make_kline(M0 + 59_500, o=100.0, h=101.0, l=99.0, c=100.5, b=2.0, q=200.0)
+    feed(b, [old])
+    assert b.on_kline(make_kline(M1 + 50, o=100.0, h=101.0, l=99.0, c=100.5, b=2.0,
+                                 q=200.0)) is None
+    closed = b.on_kline(make_kline(M1 + 550, o=100.6, c=100.7, b=0.1, q=10.0))
+    assert closed.ts == M0 and closed.close == 100.5
+    assert b.forming_candle().open == 100.6
+
+
+def test_a_new_candle_is_never_taken_for_a_late_push():
+    b = CandleBuilder()
+    feed(b, [make_kline(M0 + 59_500, o=100.0, h=101.0, l=99.0, c=100.5, b=2.0, q=200.0)])
+    # same open by chance, but its volume started again from one push
+    closed = b.on_kline(make_kline(M1 + 100, o=100.0, h=100.2, l=100.0, c=100.1, b=0.05,
+                                   q=5.0))
+    assert closed is not None and closed.ts == M0 and b.late_pushes == 0
+    # and past the window a continuing-looking push is the new minute's (a flat market)
+    b2 = CandleBuilder()
+    feed(b2, [make_kline(M0 + 59_500, o=100.0, c=100.0, b=0.0, q=0.0)])
+    assert b2.on_kline(make_kline(M1 + 1_500, o=100.0, c=100.0, b=0.0, q=0.0)) is not None

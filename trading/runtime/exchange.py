@@ -73,7 +73,10 @@ FAULT_KINDS: dict[str, tuple[str | None, float | int | None]] = {
     "disorder": ("count", 10),
     "dup": ("count", 10),
     "flood": ("count", 50_000),
-    "ping": ("count", 10),  # the server sends N protocol pings at once: the client must pong
+    "ping": ("count", 10),
+    # from then on each minute's last kline push is held back and sent 100 ms into the next
+    # minute, stamped there (the late first push Bitunix's protocol leaves possible)
+    "latekline": (None, None),  # the server sends N protocol pings at once: the client must pong
 }
 
 MAX_CHAOS_SECONDS = 7 * 86400.0  # no session is longer than a week
@@ -412,6 +415,8 @@ class LocalExchange:
         self.rate_limit_disconnects = 0
         self.rest_requests = 0
         self.faults_fired: list[Fault] = []
+        self._late_klines = False
+        self.late_klines_sent = 0
         self.failed: str | None = None  # why the replay thread died, if it did
 
     # ---- lifecycle
@@ -732,6 +737,7 @@ class LocalExchange:
             with self._lock:
                 self._latest.clear()
         off = self.clock_offset_ms
+        held = None  # latekline: the newest kline push, sent once the next one shows its minute
         for ts, frame in tl:
             if stop.is_set():
                 return
@@ -752,7 +758,19 @@ class LocalExchange:
             while fi < len(faults) and ts - start_ts >= faults[fi].at_ms:
                 self._fire(faults[fi], ts + off, frame)
                 fi += 1
+            if self._late_klines and frame["ch"] == "market_kline_1min":
+                if held is not None:
+                    h_ts, h_frame = held
+                    if frame["ts"] // 60_000 > h_frame["ts"] // 60_000:
+                        late_ts = frame["ts"] // 60_000 * 60_000 + 100
+                        h_frame = {**h_frame, "ts": max(late_ts, h_frame["ts"])}
+                        self.late_klines_sent += 1
+                    self._publish(h_ts, h_frame["ch"], dumps(h_frame))
+                held = (ts, frame)
+                continue
             self._publish(ts, frame["ch"], dumps(frame))
+        if held is not None:
+            self._publish(held[0], held[1]["ch"], dumps(held[1]))
 
     def _publish(self, ts: int, ch: str, payload: bytes) -> None:
         with self._lock:
@@ -803,6 +821,8 @@ class LocalExchange:
         elif kind == "dup":
             with self._lock:
                 self._dup_left = int(fault.arg)
+        elif kind == "latekline":
+            self._late_klines = True
         elif kind == "ping":
             for c in clients:
                 c.control(("ping", int(fault.arg)))
