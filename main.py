@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spread-usd", type=_positive_float("--spread-usd", 0.0, 1000.0),
                    default=1.0, metavar="USD",
                    help="bid/ask spread for replay files without quotes (default 1.0)")
+    p.add_argument("--channel-stale-s", type=_positive_float("--channel-stale-s", 0.0, 3600.0,
+                                                             True),
+                   default=10.0, metavar="S",
+                   help="a channel silent for S wall seconds while others push is "
+                   "resubscribed alone; after 3 tries the connection is rebuilt (0: off; "
+                   "default 10)")
     p.add_argument("--no-flatten", action="store_true",
                    help="leave an open position open at session end")
     p.add_argument("--reset-account", action="store_true",
@@ -314,6 +320,7 @@ def parse_config(argv: list[str]):
         chaos=args.chaos, broker=broker, breaker=BreakerConfig(), strategy=MomentumParams(),
         flatten_at_end=not args.no_flatten, reset_account=args.reset_account,
         spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
+        channel_stale_s=args.channel_stale_s,
         inject_crash_after_s=args.inject_crash_after_s,
         inject_hang_after_s=args.inject_hang_after_s, resume=args.resume,
         previous_exit=args.previous_exit, supervisor_restarts=args.supervisor_restarts,

@@ -791,7 +791,19 @@ class StatusIndicators(QWidget):
             self.age_label.setText("msg –" if state != "inline replay" else "msg inline")
         else:
             colour = theme.RED if age > 5 else (theme.YELLOW if age > 2 else theme.TEXT)
-            self.age_label.setText(f"msg <span style='color:{colour}'>{age:.1f} s</span> ago")
+            text = f"msg <span style='color:{colour}'>{age:.1f} s</span> ago"
+            ages = h.get("channel_ages_s") if isinstance(h.get("channel_ages_s"), dict) else {}
+            quiet = {ch: a for ch, a in ages.items() if (to_float(a) or 0.0) > 5}
+            if quiet:  # one channel silent while others push: name the quietest
+                ch, a = max(quiet.items(), key=lambda kv: to_float(kv[1]) or 0.0)
+                short = {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
+                text += (f" · <span style='color:{theme.ORANGE}'>{html.escape(short)} "
+                         f"{to_float(a):.0f} s</span>")
+            self.age_label.setText(text)
+            self.age_label.setToolTip(
+                "Seconds since the last websocket message; per channel: " + ", ".join(
+                    f"{ch} {to_float(a):.1f} s" for ch, a in sorted(ages.items()))
+                if ages else "Seconds since the last websocket message")
         depth, cap, dropped = (int(h.get("queue_depth") or 0), int(h.get("queue_max") or 0),
                                int(h.get("dropped") or 0))
         dcol = theme.RED if dropped else theme.TEXT

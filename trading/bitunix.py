@@ -213,6 +213,11 @@ def parse_frame(raw: str | bytes) -> list:
 
     Raises ProtocolError for malformed JSON, wrong types, NaN, non-positive or crossed prices.
     """
+    return parse_frame_ch(raw)[1]
+
+
+def parse_frame_ch(raw: str | bytes) -> tuple[str | None, list]:
+    """Parse one frame into (its channel, or None for op frames, and its events)."""
     try:
         frame = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -223,11 +228,12 @@ def parse_frame(raw: str | bytes) -> list:
     if op is not None:
         if op == "ping" and "pong" in frame:
             server_s = _ts(frame.get("ping", frame["pong"]), "ping")
-            return [Pong(ts=server_s * 1000, ping=_ts(frame["pong"], "pong"), pong=server_s)]
-        return []  # connect greeting, subscribe acks and unknown ops
+            return None, [Pong(ts=server_s * 1000, ping=_ts(frame["pong"], "pong"),
+                               pong=server_s)]
+        return None, []  # connect greeting, subscribe acks and unknown ops
     ch = frame.get("ch")
     if ch is None:
-        return []
+        return None, []
     if not isinstance(ch, str):
         raise ProtocolError("ch is not a string")
     ts = _ts(frame.get("ts"))
@@ -236,17 +242,17 @@ def parse_frame(raw: str | bytes) -> list:
         raise ProtocolError("symbol is not a string")
     if ch.startswith("market_kline_") or ch.startswith("mark_kline_"):
         if ch != "market_kline_1min":
-            return []
-        return _parse_kline(frame, ts, symbol)
+            return ch, []
+        return ch, _parse_kline(frame, ts, symbol)
     if ch in ("depth_book1", "depth_book5", "depth_book15"):
-        return _parse_depth(frame, ts, symbol)
+        return ch, _parse_depth(frame, ts, symbol)
     if ch == "tickers":
-        return _parse_tickers(frame, ts)
+        return ch, _parse_tickers(frame, ts)
     if ch == "trade":
-        return _parse_trades(frame, ts, symbol)
+        return ch, _parse_trades(frame, ts, symbol)
     if ch == "price":
-        return _parse_price(frame, ts, symbol)
-    return []  # channels we do not consume (ticker without bid/ask, depth_books deltas, ...)
+        return ch, _parse_price(frame, ts, symbol)
+    return ch, []  # channels we do not consume (ticker without bid/ask, depth_books deltas)
 
 
 REST_LAYOUT_DOCUMENTED = "documented"  # baseVol = USDT amount, quoteVol = coin amount

@@ -243,3 +243,34 @@ def test_a_late_first_push_of_each_minute_still_gives_the_true_candles(data_dir)
         assert candle.volume == pytest.approx(b, abs=1e-6), candle
         checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("forever", [False, True])
+def test_a_muted_channel_is_resubscribed_alone_then_the_connection_rebuilt(data_dir, forever):
+    """mute@30s:market_kline_1min: the kline channel goes silent while the book flows. It is
+    resubscribed alone; if the exchange ignores that too, after 3 tries the connection is
+    rebuilt. Either way candles keep closing and the session succeeds."""
+    spec = "mute@30s:market_kline_1min" + (":forever" if forever else "")
+    s = run(data_dir, duration_min=6, speed=20.0, chaos=spec, channel_stale_s=0.5)
+    assert s.exit == 0, s.error
+    st = s.feed.stats
+    logged = [r for r in read_log(data_dir) if r.get("message") == "channel_silent"]
+    silent = [r for r in logged if r["channel"] == "market_kline_1min"]
+    assert silent
+    # the replayed book is quiet for up to 16 s of data: asked once, it answers
+    # with its snapshot, so it is only ever a first try, at INFO (0.8 s here)
+    assert all(r["try"] == 1 and r["level"] == "INFO" for r in logged if r not in silent)
+    mute_at = s.start_data_ts + 30_000
+    after = [c for c in s.closed_candles if c.ts > mute_at + 60_000]
+    assert len(after) >= 2, [c.ts for c in s.closed_candles]
+    if forever:
+        assert st.channel_rebuilds == 1 and s.final_report["reconnects"] >= 1
+        assert [r["try"] for r in silent][:3] == [1, 2, 3]
+        assert any(r.get("message") == "channel_silent_rebuild" for r in read_log(data_dir))
+    else:
+        assert st.channel_rebuilds == 0 and s.final_report["reconnects"] == 0
+        assert st.channel_resubscribes >= 1
+    assert s.final_report["channel_rebuilds"] == st.channel_rebuilds
+    assert s.final_report["channel_resubscribes"] == st.channel_resubscribes
+    ages = s.final_report["channel_ages_s"]
+    assert set(ages) >= {"market_kline_1min", "depth_book1", "price"}

@@ -76,7 +76,10 @@ FAULT_KINDS: dict[str, tuple[str | None, float | int | None]] = {
     "ping": ("count", 10),
     # from then on each minute's last kline push is held back and sent 100 ms into the next
     # minute, stamped there (the late first push Bitunix's protocol leaves possible)
-    "latekline": (None, None),  # the server sends N protocol pings at once: the client must pong
+    "latekline": (None, None),
+    # mute@30s:CHANNEL silences CHANNEL for every client connected then, until it resubscribes
+    # it; mute@30s:CHANNEL:forever ignores its resubscribes too (a new connection is heard)
+    "mute": ("channel", None),  # the server sends N protocol pings at once: the client must pong
 }
 
 MAX_CHAOS_SECONDS = 7 * 86400.0  # no session is longer than a week
@@ -104,7 +107,7 @@ class Fault:
 
     kind: str
     at_s: float
-    arg: float | int | None = None
+    arg: float | int | str | None = None
 
     @property
     def at_ms(self) -> int:
@@ -167,9 +170,21 @@ def _parse_fault(item: str) -> Fault:
     except ValueError as e:
         raise ValueError(f"chaos item {item!r}: bad time: {e}") from None
     arg_type, default = FAULT_KINDS[kind]
+    if not arg_sep and arg_type == "channel":
+        raise ValueError(f"chaos item {item!r}: {kind} needs a channel "
+                         f"(e.g. {kind}@30s:market_kline_1min)")
     if not arg_sep:
         return Fault(kind, at_s, default)
     arg_text = arg_text.strip()
+    if arg_type == "channel":
+        ch, _, mode = arg_text.partition(":")
+        if ch not in CHANNELS:
+            raise ValueError(f"chaos item {item!r}: unknown channel {ch!r}; "
+                             f"known: {', '.join(CHANNELS)}")
+        if mode not in ("", "forever"):
+            raise ValueError(f"chaos item {item!r}: after the channel only ':forever' may "
+                             f"follow, not {mode!r}")
+        return Fault(kind, at_s, arg_text)
     if arg_type is None:
         raise ValueError(f"chaos item {item!r}: {kind} takes no argument")
     if arg_type == "duration":
@@ -230,6 +245,7 @@ class _Client:
         self.max_frames_per_s = 0  # the most frames the client sent within one second
         self.control_frames = 0  # pings and pongs received from the client
         self.rate_limited = False
+        self.muted: dict[str, bool] = {}  # channel -> forever (mute chaos; exchange._lock)
         self.sender = threading.Thread(target=self._run, name=f"exchange-send-{client_id}",
                                        daemon=True)
 
@@ -609,13 +625,16 @@ class LocalExchange:
                 if op == "unsubscribe":
                     client.channels -= channels
                 else:
-                    new = channels - client.channels
                     client.channels |= channels
+                    for ch in list(client.muted):
+                        if ch in channels and not client.muted[ch]:
+                            del client.muted[ch]  # a resubscribe ends a mute (not "forever")
+                    # every channel asked for gets its snapshot, a repeated subscribe too;
                     # after the end of the data only ping replies are sent
                     if not self.stalled() and not self.ended:
                         for ch in SNAPSHOT_CHANNELS:
-                            snap = self._latest.get(ch) if ch in new else None
-                            if snap is not None:
+                            snap = self._latest.get(ch) if ch in channels else None
+                            if snap is not None and ch not in client.muted:
                                 client.enqueue(snap)
             log.info(f"client_{op}d", extra={"client": client.id,
                                              "channels": sorted(channels)})
@@ -795,7 +814,7 @@ class LocalExchange:
     def _fan_out(self, ch: str, payload: bytes) -> None:
         if self._clients and not self.stalled():
             for c in self._clients.values():
-                if ch in c.channels:
+                if ch in c.channels and ch not in c.muted:
                     c.enqueue(payload)
 
     def _all_clients(self) -> list[_Client]:
@@ -823,6 +842,11 @@ class LocalExchange:
                 self._dup_left = int(fault.arg)
         elif kind == "latekline":
             self._late_klines = True
+        elif kind == "mute":
+            ch, _, mode = str(fault.arg).partition(":")
+            with self._lock:
+                for c in self._clients.values():
+                    c.muted[ch] = mode == "forever"
         elif kind == "ping":
             for c in clients:
                 c.control(("ping", int(fault.arg)))

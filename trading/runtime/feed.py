@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import websocket
 
-from trading.bitunix import ProtocolError, parse_frame, ping_message, subscribe_message
+from trading.bitunix import ProtocolError, parse_frame_ch, ping_message, subscribe_message
 from trading.model import FeedReconnected, Pong
 
 log = logging.getLogger("btc_laptop_agents.feed")
@@ -56,6 +56,9 @@ class FeedStats:
     last_parse_error: str = ""
     parse_error_kinds: dict = field(default_factory=dict)  # "ft is not a time" -> count
     clock_skew_ms: int | None = None  # exchange clock - local clock (live only)
+    channel_last_mono: dict = field(default_factory=dict)  # channel -> time of its last push
+    channel_resubscribes: int = 0  # single-channel resubscribes after a silence
+    channel_rebuilds: int = 0  # connections rebuilt because a channel stayed silent
     last_close: str = ""  # how the server last closed the connection (normal closes too)
 
     def snapshot(self, now_mono: float | None = None) -> dict:
@@ -64,6 +67,8 @@ class FeedStats:
         # a monotonic clock reading means nothing to a reader: the age is what it tells
         mono = d.pop("last_message_mono")
         d["last_message_age_s"] = (now - mono) if mono else None
+        d["channel_ages_s"] = {ch: round(now - t, 1)
+                               for ch, t in sorted(d.pop("channel_last_mono").items())}
         return d
 
 
@@ -100,6 +105,8 @@ class FeedConfig:
     seed: int | None = None
     # live only (push times are the exchange's clock, not recorded data times): compare them
     # with the local clock over the first pushes, log the skew, WARN above the limit
+    channel_stale_s: float = 10.0  # one channel silent this long while others push
+    channel_tries: int = 3  # resubscribes of a silent channel before the connection is rebuilt
     check_clock_skew: bool = False
     clock_skew_samples: int = 5
     clock_skew_warn_ms: int = 1000
@@ -251,6 +258,9 @@ class MarketFeed:
             self._send(ws, subscribe_message(subs))
             ws.settimeout(0.25)
             now = time.monotonic()
+            subscribed_at = now
+            self._silent_tries: dict[str, int] = {}
+            self._asked_at: dict[str, float] = {}
             last_msg = now
             last_ping = now
             if self.stats.connects > 1:
@@ -261,6 +271,8 @@ class MarketFeed:
                     self._send(ws, ping_message(int(time.time())))
                     self.stats.pings_sent += 1
                     last_ping = now
+                if c.channel_stale_s > 0 and not self._channels_ok(ws, now, subscribed_at):
+                    return got_data
                 # checked on every pass: frames without market data must not keep it "live"
                 if now - last_msg > c.stale_after_s:
                     self.stats.state = STALE
@@ -300,6 +312,44 @@ class MarketFeed:
                 self.stats.last_error = describe_error(e)
         return got_data
 
+    def _channels_ok(self, ws, now: float, subscribed_at: float) -> bool:
+        """Per-channel liveness: a channel silent for channel_stale_s while another one pushes
+        is resubscribed alone (within the send budget); after channel_tries resubscribes with
+        no push the connection is rebuilt (return False). A channel that answers is alive.
+        Bitunix does not acknowledge subscriptions: a refused channel is simply silent."""
+        c = self.config
+        st = self.stats
+        last = st.channel_last_mono
+        flowing = [ch for ch in last if now - last[ch] <= c.channel_stale_s
+                   and last[ch] >= subscribed_at]
+        if not flowing:
+            return True  # the whole feed is quiet: the connection-level check handles that
+        for symbol, ch in sorted(self.subscriptions):
+            seen = last.get(ch, 0.0)
+            since = max(seen if seen >= subscribed_at else subscribed_at,
+                        self._asked_at.get(ch, 0.0))
+            if now - since <= c.channel_stale_s:
+                continue
+            tries = self._silent_tries.get(ch, 0)
+            age = round(now - seen, 1) if seen >= subscribed_at else None
+            if tries >= c.channel_tries:
+                st.channel_rebuilds += 1
+                st.last_error = (f"channel {ch} silent after {tries} resubscribes; "
+                                 "rebuilding the connection")
+                log.warning("channel_silent_rebuild", extra={
+                    "channel": ch, "tries": tries, "age_s": age, "flowing": flowing})
+                return False
+            self._silent_tries[ch] = tries + 1
+            self._asked_at[ch] = now
+            st.channel_resubscribes += 1
+            # the first resubscribe may just meet a quiet market (Bitunix does not say how
+            # often a book pushes): WARNING once it went unanswered
+            (log.warning if tries else log.info)("channel_silent", extra={
+                "channel": ch, "symbol": symbol, "age_s": age, "try": tries + 1,
+                "of": c.channel_tries, "flowing": flowing})
+            self._send(ws, subscribe_message([(symbol, ch)]))
+        return True
+
     def _mark_reconnected(self) -> None:
         """Tell the consumer the connection was lost in between (before any new data)."""
         try:
@@ -330,7 +380,7 @@ class MarketFeed:
     def _handle(self, data: bytes, now: float) -> bool:
         """Parse one frame and queue its events; return whether it carried market data."""
         try:
-            events = parse_frame(data)
+            ch, events = parse_frame_ch(data)
         except Exception as e:  # noqa: BLE001 - no frame may kill the feed thread
             st = self.stats
             st.parse_errors += 1
@@ -353,6 +403,10 @@ class MarketFeed:
                 self._parse_since_warn = 0
             return False
         market = False
+        if ch is not None:
+            self.stats.channel_last_mono[ch] = now
+            if getattr(self, "_silent_tries", None):
+                self._silent_tries.pop(ch, None)
         for ev in events:
             if isinstance(ev, Pong):
                 self.stats.pongs += 1

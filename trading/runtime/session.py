@@ -81,6 +81,7 @@ class SessionConfig:
     probe_timeout_s: float = 3.0
     queue_maxsize: int = 1000
     stale_after_s: float = 10.0
+    channel_stale_s: float = 10.0  # one channel silent this long while others push (0: off)
     ping_interval_s: float = 5.0
     progress_every_s: float = 5.0
     equity_every_ms: int = 5000
@@ -901,6 +902,7 @@ class Session:
         self.feed = MarketFeed(FeedConfig(url=url, subscriptions=subs,
                                           ping_interval_s=cfg.ping_interval_s,
                                           stale_after_s=cfg.stale_after_s, seed=cfg.seed,
+                                          channel_stale_s=cfg.channel_stale_s,
                                           check_clock_skew=isinstance(self.clock, LiveClock)),
                                self.queue)
         self.feed.start()
@@ -1261,6 +1263,7 @@ class Session:
             "source": self.source_used, "offline_fallback": self.offline_fallback,
             "feed_state": feed.get("state", "inline replay"),
             "reconnects": feed.get("reconnects", 0), "dropped": feed.get("dropped", 0),
+            "channel_ages_s": feed.get("channel_ages_s") or {},
             "parse_errors": feed.get("parse_errors", 0),
             "last_message_age_s": feed.get("last_message_age_s"),
             "queue_depth": self.queue.qsize(), "queue_max": self.config.queue_maxsize,
@@ -1300,6 +1303,11 @@ class Session:
         feed = self.feed.stats if self.feed else None
         feed_txt = (f"feed {feed.state} msgs {feed.messages} drops {feed.dropped} "
                     f"reconnects {feed.reconnects}") if feed else "feed inline replay"
+        if feed is not None and feed.channel_last_mono:
+            now = time.monotonic()
+            feed_txt += " | ages " + " ".join(  # per channel: seconds since its last push
+                f"{_short_channel(ch)} {now - t:.1f}s"
+                for ch, t in sorted(feed.channel_last_mono.items()))
         return (f"[{_mmss(elapsed)}/{_mmss(dur)}] left {_mmss(dur - elapsed)} | "
                 f"equity {eq:.2f} ({eq - self.starting_equity:+.2f}) | fills {len(self.fills)} | "
                 f"pos {pos} | {feed_txt} | breaker {self.breaker.state}")
@@ -1411,6 +1419,9 @@ class Session:
             "candles_closed": len(self.closed_candles), "warmup_candles": self.warmup_candles,
             "warmup_volume_layout": getattr(self, "rest_volume_layout", None),
             "clock_skew_ms": self.feed.stats.clock_skew_ms if self.feed is not None else None,
+            "channel_ages_s": feed.get("channel_ages_s", {}),
+            "channel_resubscribes": feed.get("channel_resubscribes", 0),
+            "channel_rebuilds": feed.get("channel_rebuilds", 0),
             "quotes": self.quotes_in, "stale_quotes_ignored": self.stale_quotes,
             "out_of_order_klines": self.candles.out_of_order,
             "late_kline_pushes": self.candles.late_pushes, "restarts": self.restarts,
@@ -1523,6 +1534,10 @@ def _log_write_failure(event: str, exc: BaseException, **extra) -> str:
         return str(disk)
     log.error(event, exc_info=exc, extra={"error": f"{type(exc).__name__}: {exc}", **extra})
     return f"{type(exc).__name__}: {exc}"
+
+
+def _short_channel(ch: str) -> str:
+    return {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
 
 
 def probe_bitunix(ws_url: str, timeout_s: float) -> tuple[bool, str]:
