@@ -951,6 +951,12 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="REST klines: 'documented' = baseVol is the USDT amount and quoteVol "
                    "the coin amount, as Bitunix documents it; 'by-name' = the reverse "
                    "(default documented)")
+    p.add_argument("--clock", choices=("data", "wall"), default="data",
+                   help="'data': pushes carry the recorded data's times; 'wall': the exchange's "
+                   "own clock, as Bitunix's do (real time: --speed 1) (default data)")
+    p.add_argument("--clock-skew-ms", type=int, default=0, metavar="MS",
+                   help="with --clock wall: the exchange's clock runs MS ahead of this "
+                   "machine's (default 0)")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -1011,7 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
         exchange = LocalExchange(data, host=args.host, port=args.port, speed=args.speed,
                                  seed=args.seed, chaos=chaos, start_index=args.start_index,
                                  spread_usd=args.spread_usd,
-                                 rest_layout=args.rest_volume_layout)
+                                 rest_layout=args.rest_volume_layout, clock=args.clock,
+                                 clock_skew_ms=args.clock_skew_ms)
     except ValueError as e:
         parser.error(str(e))
     try:

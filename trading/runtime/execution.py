@@ -133,7 +133,12 @@ class ExecutionWorker:
                     if events:
                         self.on_events(events)
             except Exception as e:  # noqa: BLE001 - reported to the session, thread goes on
-                log.exception("execution_worker_error")
+                from storage.errors import as_disk_error
+                disk = as_disk_error(e)
+                if disk is not None:  # a full or read-only disk is an error, not a crash
+                    log.error("execution_worker_error", extra={"error": str(disk)})
+                else:
+                    log.exception("execution_worker_error")
                 if self.on_error is not None:
                     self.on_error(e)
                 with self._cond:

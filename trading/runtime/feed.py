@@ -75,18 +75,21 @@ class FeedStats:
 class SendLimiter:
     """Allow at most `max_per_s` sends in any sliding 1-second window (Bitunix disconnects above 5)."""
 
-    def __init__(self, max_per_s: int = 5, clock=time.monotonic) -> None:
+    def __init__(self, max_per_s: int = 5, clock=time.monotonic, window_s: float = 1.1) -> None:
+        # the server counts frames as they arrive: a window 10 % longer than its second keeps
+        # a frame that was delayed on the way from landing in the next one
         self.max_per_s = max_per_s
         self.clock = clock
+        self.window_s = window_s
         self.sent: deque[float] = deque()
 
     def wait_time(self) -> float:
         now = self.clock()
-        while self.sent and now - self.sent[0] >= 1.0:
+        while self.sent and now - self.sent[0] >= self.window_s:
             self.sent.popleft()
         if len(self.sent) < self.max_per_s:
             return 0.0
-        return 1.0 - (now - self.sent[0]) + 1e-3
+        return self.window_s - (now - self.sent[0]) + 1e-3
 
     def record(self) -> None:
         self.sent.append(self.clock())
