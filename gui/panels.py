@@ -793,8 +793,9 @@ class StatusIndicators(QWidget):
             colour = theme.RED if age > 5 else (theme.YELLOW if age > 2 else theme.TEXT)
             text = f"msg <span style='color:{colour}'>{age:.1f} s</span> ago"
             ages = h.get("channel_ages_s") if isinstance(h.get("channel_ages_s"), dict) else {}
-            quiet = {ch: a for ch, a in ages.items() if (to_float(a) or 0.0) > 5}
-            if quiet:  # one channel silent while others push: name the quietest
+            limit = to_float(h.get("channel_stale_s")) or 10.0
+            quiet = {ch: a for ch, a in ages.items() if (to_float(a) or 0.0) > limit}
+            if quiet:  # silent longer than the feed lets a channel be: name the quietest
                 ch, a = max(quiet.items(), key=lambda kv: to_float(kv[1]) or 0.0)
                 short = {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
                 text += (f" · <span style='color:{theme.ORANGE}'>{html.escape(short)} "

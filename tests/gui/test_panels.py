@@ -95,9 +95,12 @@ def test_the_status_bar_names_a_channel_silent_while_others_push(qtbot):
     ind = StatusIndicators()
     qtbot.addWidget(ind)
     h = {"feed_state": "live", "source": "bitunix", "last_message_age_s": 0.2,
+         "channel_stale_s": 10.0,
          "channel_ages_s": {"depth_book1": 0.2, "market_kline_1min": 12.4, "price": 0.9}}
     ind.set_health(h)
     assert "kline 12 s" in ind.age_label.text()
+    ind.set_health({**h, "channel_stale_s": 30.0})  # not yet past what the feed allows
+    assert "kline" not in ind.age_label.text()
     assert "market_kline_1min 12.4 s" in ind.age_label.toolTip()
     ind.set_health({**h, "channel_ages_s": {"depth_book1": 0.2, "market_kline_1min": 0.4}})
     assert "kline" not in ind.age_label.text()

@@ -1264,6 +1264,7 @@ class Session:
             "feed_state": feed.get("state", "inline replay"),
             "reconnects": feed.get("reconnects", 0), "dropped": feed.get("dropped", 0),
             "channel_ages_s": feed.get("channel_ages_s") or {},
+            "channel_stale_s": self.config.channel_stale_s,
             "parse_errors": feed.get("parse_errors", 0),
             "last_message_age_s": feed.get("last_message_age_s"),
             "queue_depth": self.queue.qsize(), "queue_max": self.config.queue_maxsize,
