@@ -135,7 +135,7 @@ def main() -> int:
             entry = not entry
             time.sleep(args.every_s)
         runner.join()
-    skew = 0  # the exchange's clock is this machine's wall clock (clock_skew_ms=0)
+    skew = ex.clock_skew_ms  # the exchange's clock = this machine's wall clock + skew
     late = [filled_at[f["order_id"]] - (f["due_ts"] - skew) for _, f, _ in fills
             if f["order_id"] in filled_at]
     published = [wall - (f["due_ts"] - skew) for wall, f, _ in fills]

@@ -797,7 +797,8 @@ class StatusIndicators(QWidget):
             quiet = {ch: a for ch, a in ages.items() if (to_float(a) or 0.0) > limit}
             if quiet:  # silent longer than the feed lets a channel be: name the quietest
                 ch, a = max(quiet.items(), key=lambda kv: to_float(kv[1]) or 0.0)
-                short = {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
+                from trading.bitunix import short_channel
+                short = short_channel(ch)
                 text += (f" · <span style='color:{theme.ORANGE}'>{html.escape(short)} "
                          f"{to_float(a):.0f} s</span>")
             self.age_label.setText(text)

@@ -24,6 +24,11 @@ MAX_CLIENT_MSGS_PER_S = 5
 DEFAULT_CHANNELS = ("market_kline_1min", "depth_book1", "price")
 
 
+def short_channel(ch: str) -> str:
+    """A channel's name in a status line: "kline", "book", "price"."""
+    return {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
+
+
 class ProtocolError(ValueError):
     """A frame that is malformed, mistyped or carries implausible values."""
 

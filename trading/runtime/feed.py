@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import websocket
 
-from trading.bitunix import ProtocolError, parse_frame_ch, ping_message, subscribe_message
+from trading.bitunix import parse_frame_ch, ping_message, subscribe_message
 from trading.model import FeedReconnected, Pong
 
 log = logging.getLogger("btc_laptop_agents.feed")
@@ -262,6 +262,7 @@ class MarketFeed:
             ws.settimeout(0.25)
             now = time.monotonic()
             subscribed_at = now
+            next_channel_check = now
             self._silent_tries: dict[str, int] = {}
             self._asked_at: dict[str, float] = {}
             last_msg = now
@@ -274,8 +275,10 @@ class MarketFeed:
                     self._send(ws, ping_message(int(time.time())))
                     self.stats.pings_sent += 1
                     last_ping = now
-                if c.channel_stale_s > 0 and not self._channels_ok(ws, now, subscribed_at):
-                    return got_data
+                if c.channel_stale_s > 0 and now >= next_channel_check:
+                    next_channel_check = now + 0.25  # not per message: per quarter second
+                    if not self._channels_ok(ws, now, subscribed_at):
+                        return got_data
                 # checked on every pass: frames without market data must not keep it "live"
                 if now - last_msg > c.stale_after_s:
                     self.stats.state = STALE

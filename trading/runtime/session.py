@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from trading.bitunix import (DEFAULT_CHANNELS, PUBLIC_WS_URL, REST_BASE_URL, ProtocolError,
-                             kline_url, parse_frame, parse_rest_klines_layout)
+                             kline_url, parse_frame, parse_rest_klines_layout, short_channel)
 from trading.broker import BrokerConfig, PaperBroker
 from trading.candles import CandleBuilder
 from trading.model import (Candle, FeedReconnected, Fill, FundingApplied, FundingInfo,
@@ -1307,7 +1307,7 @@ class Session:
         if feed is not None and feed.channel_last_mono:
             now = time.monotonic()
             feed_txt += " | ages " + " ".join(  # per channel: seconds since its last push
-                f"{_short_channel(ch)} {now - t:.1f}s"
+                f"{short_channel(ch)} {now - t:.1f}s"
                 for ch, t in sorted(feed.channel_last_mono.items()))
         return (f"[{_mmss(elapsed)}/{_mmss(dur)}] left {_mmss(dur - elapsed)} | "
                 f"equity {eq:.2f} ({eq - self.starting_equity:+.2f}) | fills {len(self.fills)} | "
@@ -1535,10 +1535,6 @@ def _log_write_failure(event: str, exc: BaseException, **extra) -> str:
         return str(disk)
     log.error(event, exc_info=exc, extra={"error": f"{type(exc).__name__}: {exc}", **extra})
     return f"{type(exc).__name__}: {exc}"
-
-
-def _short_channel(ch: str) -> str:
-    return {"market_kline_1min": "kline", "depth_book1": "book"}.get(ch, ch)
 
 
 def probe_bitunix(ws_url: str, timeout_s: float) -> tuple[bool, str]:
