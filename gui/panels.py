@@ -183,6 +183,7 @@ class PositionPanel(QWidget):
 
     def clear(self) -> None:
         self._health = None
+        self._quote = None
         for v in self.values.values():
             v.setText("–")
             v.setStyleSheet("")
@@ -217,6 +218,10 @@ class PositionPanel(QWidget):
         self._health = h
         if isinstance(h.get("position"), dict):
             self.set_position(h["position"])
+        self._render(h)
+
+    def _render(self, h: dict) -> None:
+        h = self._with_quote(h)
         unreal, real, fees = h.get("unrealized"), h.get("realized"), h.get("fees")
         self._set("unrealized", fmt_money(unreal, sign=True), theme.sign_colour(unreal))
         self._set("realized", fmt_money(real, sign=True), theme.sign_colour(real))
@@ -234,10 +239,19 @@ class PositionPanel(QWidget):
     def on_quote(self, q) -> None:
         """A quote between two health snapshots (0.5 s apart, 30 s of market at 60x): bid/ask,
         unrealized PnL and equity follow it, as the chart's header does, by the broker's own
-        formula; the next snapshot replaces them."""
-        h = self._health
-        if h is None or getattr(q, "bid", None) is None:
+        formula, until a snapshot at least as new as the quote replaces them."""
+        if getattr(q, "bid", None) is None:
             return
+        self._quote = q
+        if self._health is not None:
+            self._render(self._health)
+
+    def _with_quote(self, h: dict) -> dict:
+        """`h` marked to the newest quote when that quote is newer than the snapshot."""
+        q = getattr(self, "_quote", None)
+        ts = to_float(h.get("data_ts"))
+        if q is None or (ts is not None and ts >= q.ts):
+            return h
         from trading.broker import unrealized_pnl
         try:
             qty = Decimal(str(self._pos.get("qty") or "0"))
@@ -245,10 +259,10 @@ class PositionPanel(QWidget):
             old = Decimal(repr(float(h.get("unrealized") or 0.0)))
             eq = Decimal(repr(float(h["equity"])))
         except (InvalidOperation, KeyError, TypeError, ValueError):
-            return
+            return h
         unreal = unrealized_pnl(qty, avg, q.mid)
-        self.set_health({**h, "bid": q.bid, "ask": q.ask, "unrealized": float(unreal),
-                         "equity": float(eq - old + unreal)})
+        return {**h, "bid": q.bid, "ask": q.ask, "unrealized": float(unreal),
+                "equity": float(eq - old + unreal)}
 
 
 # ============================================================================ orders

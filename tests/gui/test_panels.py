@@ -49,6 +49,15 @@ def test_position_panel_follows_each_quote_between_health_snapshots(qtbot):
     assert panel.values["unrealized"].text() == fmt_money(unreal, sign=True) == "-0.34"
     assert panel.values["equity"].text() == "9,979.32 USDT"  # 9979.15 + 0.51 - 0.339
     assert panel.hero.text() == "-20.68 USDT"
+    # a snapshot taken before that quote (the bridge delivers the newest quote first) does
+    # not put the older bid/ask back; one taken after it does
+    old = {"position": {"qty": "0.113", "avg_px": "87803.0"}, "unrealized": -0.51,
+           "realized": -2.49, "fees": 17.85, "equity": 9979.15, "starting_equity": 10000.0,
+           "bid": 87794.0, "ask": 87803.0, "data_ts": 1}
+    panel.set_health(old)
+    assert panel.values["mark"].text() == "87,797.0 / 87,803.0"
+    panel.set_health({**old, "data_ts": 3, "bid": 87801.0, "ask": 87806.0})
+    assert panel.values["mark"].text() == "87,801.0 / 87,806.0"
 
 
 def test_a_replay_feed_never_reads_live(qtbot):
