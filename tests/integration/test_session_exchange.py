@@ -274,3 +274,14 @@ def test_a_muted_channel_is_resubscribed_alone_then_the_connection_rebuilt(data_
     assert s.final_report["channel_resubscribes"] == st.channel_resubscribes
     ages = s.final_report["channel_ages_s"]
     assert set(ages) >= {"market_kline_1min", "depth_book1", "price"}
+
+
+def test_the_summary_page_says_channel_ages_and_error_kinds_in_words(data_dir):
+    s = run(data_dir, duration_min=2, chaos="garbage@30s")
+    assert s.exit == 0, s.error
+    page = (s.run_dir / "summary.html").read_text(encoding="utf-8")
+    import re
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"channel_ages_s\s+book \d+\.\d s · kline \d+\.\d s · price \d+\.\d s", text)
+    assert re.search(r"parse_error_kinds\s+invalid JSON \(1\)", text), \
+        text[text.find("parse_error_kinds"):][:120]

@@ -1448,6 +1448,15 @@ class Session:
         from storage.reports import write_run_reports
         report = self.report()
         feed = self.feed_totals()
+        # the page's feed health is read by a person: ages and error kinds as words, not JSON
+        ages = feed.get("channel_ages_s")
+        if isinstance(ages, dict):
+            feed["channel_ages_s"] = " · ".join(
+                f"{short_channel(ch)} {age:.1f} s" for ch, age in ages.items()) or "none"
+        kinds = feed.get("parse_error_kinds")
+        if isinstance(kinds, dict):
+            feed["parse_error_kinds"] = ", ".join(f"{k} ({n})" for k, n in kinds.items()) \
+                or "none"
         feed.update({"queue_maxsize": self.config.queue_maxsize,
                      "events_processed": self.events_in, "other_symbol_events": self.other_symbol,
                      "peak_rss_mb": round(self.peak_rss_mb, 1)})
