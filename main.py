@@ -57,6 +57,19 @@ def _speed(text: str) -> float:
             f"--speed must be a number in [0.01, 10000] or 'max', got {text!r}") from None
 
 
+def _source(text: str) -> str:
+    if text in ("auto", "bitunix", "replay"):
+        return text
+    kind, sep, ref = text.partition(":")
+    if kind == "recording" and sep and ref.strip():
+        return text
+    if kind == "recording":
+        raise argparse.ArgumentTypeError("recording needs a run id or a path: "
+                                         "recording:RUN_ID or recording:PATH")
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, bitunix, "
+                                     f"replay, recording:RUN_ID|PATH)")
+
+
 def _symbol(text: str) -> str:
     from trading.model import symbol_problem
     s = text.strip()
@@ -160,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_duration,
                    default=10.0, metavar="MIN",
                    help="session length in minutes of market-data time (default 10)")
-    p.add_argument("--source", choices=("auto", "bitunix", "replay"), default="auto",
-                   help="auto: try Bitunix briefly, else replay the bundled data (default)")
+    p.add_argument("--source", type=_source, default="auto", metavar="SOURCE",
+                   help="auto: try Bitunix briefly, else replay the bundled data (default); "
+                   "bitunix; replay; recording:RUN_ID|PATH: replay a recorded session "
+                   "exactly, from its own account and settings (options given here change "
+                   "them, and compare.html shows the difference)")
     p.add_argument("--replay-file", type=Path, metavar="PATH",
                    help="CSV or CSV.gz market data to replay (default: the bundled dYdX day)")
     p.add_argument("--speed", type=_speed, default=1.0, metavar="X|max",
@@ -208,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset-account", action="store_true",
                    help="start from --starting-balance instead of the saved paper account")
     p.add_argument("--quiet", action="store_true", help="no progress line, warnings only")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the session's market data (by default every session "
+                   "writes runs/<run>/recording.jsonl.gz, for an exact replay)")
+    p.add_argument("--record-max-mb", type=_positive_float("--record-max-mb", 0.0, 100_000.0),
+                   default=256.0, metavar="MB",
+                   help="the recording stops (and says so) at this size (default 256)")
     p.add_argument("--inject-strategy-error", type=_int_range("--inject-strategy-error", 1,
                                                               10**6),
                    metavar="N", help="fault injection: the strategy raises on closed candle N")
@@ -314,6 +336,8 @@ def parse_config(argv: list[str]):
     problem = check_free_space(data_dir)
     if problem:
         parser.error(f"argument {where}: {problem}")
+    if args.source.startswith("recording:"):
+        return args, _recording_config(parser, args, argv, data_dir)
     cfg = SessionConfig(
         data_dir=data_dir, duration_min=args.duration, source=args.source,
         replay_file=args.replay_file, speed=args.speed, symbol=args.symbol, seed=args.seed,
@@ -324,10 +348,69 @@ def parse_config(argv: list[str]):
         inject_crash_after_s=args.inject_crash_after_s,
         inject_hang_after_s=args.inject_hang_after_s, resume=args.resume,
         previous_exit=args.previous_exit, supervisor_restarts=args.supervisor_restarts,
-        progress_stream=None if args.quiet else sys.stdout)
+        progress_stream=None if args.quiet else sys.stdout, record=not args.no_record,
+        record_max_mb=args.record_max_mb)
     if args.resume and not args.run_id:
         parser.error("argument --resume: needs --run-id")
     return args, cfg
+
+
+# options that change a replayed recording's settings when given on the command line
+_REPLAY_OVERRIDES = {"duration": "duration_min", "execution_latency_ms": "broker.latency_ms",
+                     "taker_fee_bps": "broker.taker_fee_bps",
+                     "maker_fee_bps": "broker.maker_fee_bps", "slip_bps": "broker.slip_bps",
+                     "risk_per_trade": "broker.risk_per_trade", "no_flatten": "flatten_at_end"}
+_NOT_FOR_REPLAY = ("--replay-file", "--chaos", "--symbol", "--starting-balance",
+                   "--spread-usd", "--reset-account", "--inject-strategy-error")
+
+
+def _given(parser, argv: list[str]) -> set[str]:
+    """The dests of the options this command line spelled out (not left at their defaults)."""
+    out = set()
+    for a in parser._actions:
+        for opt in a.option_strings:
+            if any(t == opt or t.startswith(opt + "=") for t in argv):
+                out.add(a.dest)
+    return out
+
+
+def _recording_config(parser, args, argv: list[str], data_dir: Path):
+    """A replay of a recording: its own settings, changed only by the options given here."""
+    import dataclasses
+
+    from storage.paths import DataPaths
+    from trading.runtime.config import config_from_dict
+    from trading.runtime.recording import RecordingError
+    from trading.runtime.replaying import open_source
+    ref = args.source.partition(":")[2]
+    for opt in _NOT_FOR_REPLAY:
+        if any(t == opt or t.startswith(opt + "=") for t in argv):
+            parser.error(f"argument {opt}: not used with --source recording (the replay "
+                         f"uses the recorded data and starting account)")
+    try:
+        path, header, _ = open_source(ref, DataPaths(data_dir).runs_dir)
+        recorded = dict(header["config"])
+        given = _given(parser, argv)
+        for dest, key in _REPLAY_OVERRIDES.items():
+            if dest not in given:
+                continue
+            value = (not args.no_flatten) if dest == "no_flatten" else getattr(args, dest)
+            part, _, name = key.rpartition(".")
+            if part:
+                recorded[part] = {**recorded.get(part, {}), name: value}
+            else:
+                recorded[key] = value
+        cfg = config_from_dict(
+            recorded, data_dir=data_dir, source="recording", recording=str(path),
+            speed=args.speed, progress_stream=None if args.quiet else sys.stdout,
+            record=not args.no_record, record_max_mb=args.record_max_mb, chaos="",
+            replay_file=None, resume=args.resume, previous_exit=args.previous_exit,
+            supervisor_restarts=args.supervisor_restarts, reset_account=False)
+    except (RecordingError, ValueError, TypeError, KeyError) as e:
+        parser.error(f"argument --source: {e}")
+    if args.resume and not args.run_id:
+        parser.error("argument --resume: needs --run-id")
+    return dataclasses.replace(cfg)
 
 
 def run_headless(cfg, args) -> int:

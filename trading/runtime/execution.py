@@ -1,8 +1,9 @@
 """The execution worker thread and the session clocks.
 
-The worker only decides *when* to call `broker.advance(now)`: it sleeps on the monotonic clock
-until the earliest pending order is due, then hands the broker the clock's `now`; the broker
-decides *what* fills (the quote in force at that moment). In replay the data clock drives the
+The worker only decides *when* the clock ticks: it sleeps on the monotonic clock until the
+earliest pending order is due, then hands the engine the clock's `now` (`on_tick`, under the
+session lock, so the tick takes its place in the one event stream); the broker decides *what*
+fills (the quote in force at that moment). In replay the data clock drives the
 same broker code: `now` never runs ahead of the market data that has arrived.
 """
 from __future__ import annotations
@@ -64,11 +65,11 @@ class DataClock:
 class ExecutionWorker:
     """Thread that wakes when the next order is due and lets the broker fill it."""
 
-    def __init__(self, broker, lock: threading.RLock, clock, on_events, on_error=None) -> None:
-        self.broker = broker
+    def __init__(self, broker, lock: threading.RLock, clock, on_tick, on_error=None) -> None:
+        self.broker = broker  # read for the next due time; the engine owns what fills
         self.lock = lock
         self.clock = clock
-        self.on_events = on_events
+        self.on_tick = on_tick  # (now_ms) -> whether anything filled
         self.on_error = on_error
         self._cond = threading.Condition()
         self._stop = False
@@ -129,9 +130,7 @@ class ExecutionWorker:
             self.wakeups += 1
             try:
                 with self.lock:
-                    events = self.broker.advance(self.clock.now_ms())
-                    if events:
-                        self.on_events(events)
+                    filled = self.on_tick(self.clock.now_ms())
             except Exception as e:  # noqa: BLE001 - reported to the session, thread goes on
                 from storage.errors import as_disk_error
                 disk = as_disk_error(e)
@@ -144,6 +143,6 @@ class ExecutionWorker:
                 with self._cond:
                     self._cond.wait(0.1)
             else:
-                if not events:
+                if not filled:
                     with self._cond:
                         self._cond.wait(0.01)

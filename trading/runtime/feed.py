@@ -1,4 +1,4 @@
-"""The market-data feed thread: websocket-client -> parse -> bounded queue.
+"""The market-data feed thread: websocket-client -> parse -> bounded queue (one item per frame).
 
 One owner of reconnection: this thread's own loop (not websocket-client's `reconnect=`), which
 (re)connects with capped exponential backoff and jitter, resubscribes every channel in one
@@ -20,6 +20,7 @@ import websocket
 
 from trading.bitunix import parse_frame_ch, ping_message, subscribe_message
 from trading.model import FeedReconnected, Pong
+from trading.events import FrameReceived
 
 log = logging.getLogger("btc_laptop_agents.feed")
 
@@ -407,12 +408,16 @@ class MarketFeed:
                     "reason": st.last_parse_error})
                 self._last_parse_warn = now
                 self._parse_since_warn = 0
+            # the session counts it against the breaker in stream order, and records it
+            self._put(FrameReceived(bytes(data), now, int(time.time() * 1000),
+                                    error=st.last_parse_error), now)
             return False
         market = False
         if ch is not None:
             self.stats.channel_last_mono[ch] = now
             if getattr(self, "_silent_tries", None):
                 self._silent_tries.pop(ch, None)
+        market_events = []
         for ev in events:
             if isinstance(ev, Pong):
                 self.stats.pongs += 1
@@ -420,16 +425,26 @@ class MarketFeed:
             market = True
             if self.config.check_clock_skew and self.stats.clock_skew_ms is None:
                 self._sample_skew(ev)
-            try:
-                self.out.put_nowait(ev)
-                self.stats.events += 1
-            except queue.Full:
-                self.stats.dropped += 1
-                self._drops_since_warn += 1
-                if now - self._last_drop_warn >= self.config.warn_every_s:
-                    log.warning("feed_queue_full_dropping", extra={
-                        "dropped": self._drops_since_warn, "dropped_total": self.stats.dropped,
-                        "queue_max": self.out.maxsize})
-                    self._last_drop_warn = now
-                    self._drops_since_warn = 0
+            market_events.append(ev)
+        if market_events:
+            # one item per frame, with its receive times: what the session applies, in order,
+            # is what a recording of it replays
+            if self._put(FrameReceived(bytes(data), now, int(time.time() * 1000),
+                                       tuple(market_events), ch), now):
+                self.stats.events += len(market_events)
         return market
+
+    def _put(self, item, now: float) -> bool:
+        try:
+            self.out.put_nowait(item)
+            return True
+        except queue.Full:
+            self.stats.dropped += 1
+            self._drops_since_warn += 1
+            if now - self._last_drop_warn >= self.config.warn_every_s:
+                log.warning("feed_queue_full_dropping", extra={
+                    "dropped": self._drops_since_warn, "dropped_total": self.stats.dropped,
+                    "queue_max": self.out.maxsize})
+                self._last_drop_warn = now
+                self._drops_since_warn = 0
+            return False

@@ -96,6 +96,8 @@ def rebuild_account(journal, cfg: BrokerConfig, only_run: str | None = None
         run_id = s.get("run_id")
         if not run_id or (only_run is not None and run_id != only_run):
             continue
+        if only_run is None and s.get("source") == "recording":
+            continue  # a replay of a recording trades a copy: it never moves the account
         final_cash = _money(s.get("final_cash")) if s.get("final_cash") else None
         final_pos = _position(s.get("final_position"))
         if final_cash is not None and final_pos is not None and only_run is None:

@@ -1,0 +1,51 @@
+"""The one ordered event stream of a session.
+
+Every event goes through `EventBus.publish`, which numbers it and hands it to the subscribers
+of its type in the publisher's thread, in the order they subscribed, under the session lock:
+the session thread and the execution worker both publish, and the lock gives their events one
+total order (the order a recording replays). Subscribers that persist (the journal writer,
+then the state writer) subscribe first, so an event is on disk before anything shows it; an
+exception there propagates to the publisher (a full disk ends the session, it is not hidden).
+Display subscribers (the window, the console) must not raise: they guard themselves.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+
+class EventBus:
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self.lock = lock or threading.RLock()
+        self.seq = 0
+        self._by_type: dict[type, list] = defaultdict(list)
+        self._any: list = []
+        self._cache: dict[type, tuple] = {}
+        self._n = 0
+
+    def subscribe(self, handler, *types: type) -> None:
+        """Call `handler(event)` for events of `types` (every event when none is given)."""
+        self._n += 1
+        for t in types:
+            self._by_type[t].append((self._n, handler))
+        if not types:
+            self._any.append((self._n, handler))
+        self._cache.clear()
+
+    def _handlers(self, t: type) -> tuple:
+        hs = self._cache.get(t)
+        if hs is None:
+            both = sorted(self._by_type.get(t, []) + self._any, key=lambda p: p[0])
+            hs = self._cache[t] = tuple(h for _, h in both)
+        return hs
+
+    def publish(self, event) -> None:
+        with self.lock:
+            self.seq += 1
+            for h in self._handlers(type(event)):
+                h(event)
+
+    def publish_all(self, events) -> None:
+        with self.lock:
+            for ev in events:
+                self.publish(ev)

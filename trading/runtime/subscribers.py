@@ -1,0 +1,223 @@
+"""Subscribers of the session's event stream: persistence, the run record, logs, the window.
+
+Subscription order is commit order (see `wire`): the journal row first (the source of truth for
+fills, orders, funding and candles), then the state file, then everything that only shows or
+collects -- so a kill -9 at any point leaves the journal ahead of, never behind, what was seen.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, EquitySampled,
+                            FundingApplied, HealthSampled, JournalNote, KlineApplied,
+                            OfflineFellBack, OrderCancelled, OrderFilled, OrderRejected,
+                            OrderSubmitted, PositionChanged, QuoteApplied, ReconnectApplied,
+                            SessionBegan, SessionFinished, SignalRaised, SignalSkipped,
+                            StatusLine)
+
+log = logging.getLogger("btc_laptop_agents.session")
+
+EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
+
+
+class JournalWriter:
+    """Writes the journal's rows: orders, fills, funding, candles, equity samples, event log."""
+
+    def __init__(self, journal, run_id: str) -> None:
+        self.journal = journal  # () -> Journal | None: the session reopens it at finalize
+        self.run_id = run_id
+
+    def __call__(self, ev) -> None:
+        j = self.journal()
+        if j is None:
+            return
+        run_id = self.run_id
+        if isinstance(ev, OrderSubmitted):
+            o = ev.order
+            j.record_order({**o.to_dict(), "run_id": run_id, "status": "pending",
+                            "status_ts": o.signal_ts, "detail": json.dumps(o.to_dict())})
+        elif isinstance(ev, OrderFilled):
+            f = ev.fill
+            j.record_fill({**f.to_dict(), "run_id": run_id})
+            j.set_order_status(f.order_id, "filled", f.fill_ts)
+        elif isinstance(ev, OrderRejected):
+            j.set_order_status(ev.order_id, "rejected", ev.ts, ev.reason)
+        elif isinstance(ev, OrderCancelled):
+            j.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason)
+        elif isinstance(ev, FundingApplied):
+            j.record_funding({"run_id": run_id, "ts": ev.ts, "rate": ev.rate,
+                              "mark_px": ev.mark_px, "position_qty": str(ev.position_qty),
+                              "amount": str(ev.amount)})
+        elif isinstance(ev, CandleClosed):
+            j.record_candle({"run_id": run_id, **ev.candle.to_dict()})
+        elif isinstance(ev, EquitySampled):
+            j.record_equity({"run_id": run_id, **ev.row})
+        elif isinstance(ev, JournalNote):
+            j.record_event(run_id, ev.ts, ev.kind, ev.detail)
+
+    TYPES = (OrderSubmitted, OrderFilled, OrderRejected, OrderCancelled, FundingApplied,
+             CandleClosed, EquitySampled, JournalNote)
+
+
+class StateWriter:
+    """Saves the state file after every event that changes the account (after the journal)."""
+
+    TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, FundingApplied)
+
+    def __init__(self, save) -> None:
+        self.save = save
+
+    def __call__(self, ev) -> None:
+        self.save("running")
+
+
+class RunRecord:
+    """What the report is built from: fills, closed candles, equity samples, the event log."""
+
+    TYPES = (OrderFilled, CandleClosed, EquitySampled, JournalNote)
+
+    def __init__(self) -> None:
+        self.fills: list[dict] = []
+        self.candles: list = []
+        self.equity: list[dict] = []
+        self.events: list[dict] = []
+
+    def __call__(self, ev) -> None:
+        if isinstance(ev, OrderFilled):
+            self.fills.append(ev.fill.to_dict())
+        elif isinstance(ev, CandleClosed):
+            self.candles.append(ev.candle)
+        elif isinstance(ev, EquitySampled):
+            self.equity.append(ev.row)
+        elif isinstance(ev, JournalNote):
+            self.events.append({"ts": ev.ts, "kind": ev.kind, "detail": ev.detail})
+            del self.events[:-EVENTS_KEPT]
+
+
+class LogWriter:
+    """The log lines of trading: fills, signals, rejects, cancels, funding, breaker trips."""
+
+    TYPES = (OrderFilled, OrderRejected, OrderCancelled, FundingApplied, SignalRaised,
+             SignalSkipped, BreakerTripped, ReconnectApplied, JournalNote, SessionBegan)
+
+    def __call__(self, ev) -> None:
+        if isinstance(ev, OrderFilled):
+            f = ev.fill
+            if f.signal_ts is not None:
+                log.info("Strategy Fill", extra={
+                    "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
+                    "reason": f.reason, "candle_close": f.signal_px, "fill_px": f.fill_px,
+                    "bid": f.bid, "ask": f.ask, "latency_ms": f.latency_ms,
+                    "latency_drift_bps": round(f.latency_drift_bps or 0.0, 3),
+                    "spread_cost_bps": round(f.spread_cost_bps, 3), "fee": str(f.fee)})
+            else:
+                log.info("Exit Fill", extra={
+                    "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
+                    "reason": f.reason, "trigger_px": f.trigger_px, "fill_px": f.fill_px,
+                    "bid": f.bid, "ask": f.ask, "fee": str(f.fee)})
+        elif isinstance(ev, OrderRejected):
+            log.warning("order_rejected", extra={"order_id": ev.order_id, "reason": ev.reason})
+        elif isinstance(ev, OrderCancelled):
+            log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason})
+        elif isinstance(ev, FundingApplied):
+            log.info("funding_applied", extra={"amount": str(ev.amount), "rate": ev.rate,
+                                               "mark_px": ev.mark_px})
+        elif isinstance(ev, SignalRaised):
+            log.info("signal", extra={"side": ev.side, "reason": ev.reason, "note": ev.note,
+                                      "candle_close": ev.candle_close, "signal_ts": ev.ts})
+        elif isinstance(ev, SignalSkipped):
+            if ev.why == "blocked":
+                log.warning("SIGNAL BLOCKED: Circuit breaker is tripped.", extra={
+                    "side": ev.side, "signal_ts": ev.ts, **ev.detail})
+            elif ev.why == "stale":
+                log.warning("signal_skipped_stale_candle", extra={"side": ev.side, **ev.detail})
+            elif ev.why == "pending":
+                log.info("signal_ignored_order_pending", extra={"side": ev.side, **ev.detail})
+        elif isinstance(ev, BreakerTripped):
+            log.warning("circuit_breaker_tripped", extra={"reason": ev.reason})
+        elif isinstance(ev, ReconnectApplied):
+            log.info("quote_marked_stale_after_reconnect",
+                     extra={"connects": ev.event.connects})
+        elif isinstance(ev, JournalNote) and ev.kind == "orders_due_during_downtime_sent_now":
+            log.warning(ev.kind, extra={"orders": ev.detail["orders"], "at_ts": ev.ts})
+        elif isinstance(ev, SessionBegan) and not ev.resumed:
+            from trading.runtime.session import iso
+            log.info("session_started", extra={
+                "run_id": ev.run_id, "source": ev.source, "data_start": iso(ev.data_start_ts),
+                "warmup_candles": len(ev.warmup), "duration_min": ev.duration_ms / 60_000})
+
+
+class WindowPublisher:
+    """Translates events into the window bridge's `publish(kind, payload)` (never raises)."""
+
+    def __init__(self, publish) -> None:
+        self.publish = publish
+
+    def __call__(self, ev) -> None:
+        try:
+            self._send(ev)
+        except Exception:  # noqa: BLE001 - a display must never stop the session
+            log.exception("window_publish_failed", extra={"event": type(ev).__name__})
+
+    def _send(self, ev) -> None:
+        p = self.publish
+        if isinstance(ev, QuoteApplied):
+            p("quote", ev.quote)
+        elif isinstance(ev, KlineApplied):
+            p("kline", ev.kline)
+        elif isinstance(ev, CandleClosed):
+            p("candle", ev.candle)
+        elif isinstance(ev, OrderSubmitted):
+            p("order", ev.order)
+        elif isinstance(ev, OrderFilled):
+            p("fill", ev.fill.to_dict())
+            p("order_done", {"order_id": ev.fill.order_id, "status": "filled",
+                             "reason": ev.fill.reason})
+        elif isinstance(ev, (OrderRejected, OrderCancelled)):
+            p("order_done", {"order_id": ev.order_id, "status": "rejected" if isinstance(
+                ev, OrderRejected) else "cancelled", "reason": ev.reason})
+        elif isinstance(ev, PositionChanged):
+            p("position", {"qty": ev.qty, "avg_px": ev.avg_px, "stop_px": ev.stop_px,
+                           "target_px": ev.target_px})
+        elif isinstance(ev, EquitySampled):
+            p("equity", ev.row)
+        elif isinstance(ev, SessionBegan):
+            p("history", [c.to_dict() for c in ev.warmup])
+            p("session_started", {"run_id": ev.run_id, "source": ev.source,
+                                  "data_start_ts": ev.data_start_ts, "resumed": ev.resumed,
+                                  "segment": ev.segment, "duration_ms": ev.duration_ms})
+            for f in ev.fills:
+                p("fill", f)
+        elif isinstance(ev, HealthSampled):
+            p("health", ev.health)
+        elif isinstance(ev, StatusLine):
+            p("status", ev.text)
+        elif isinstance(ev, AccountNoticed):
+            p("account_notice", {"source": ev.source, "note": ev.note})
+        elif isinstance(ev, OfflineFellBack):
+            p("offline_fallback", {"reason": ev.reason})
+        elif isinstance(ev, SessionFinished):
+            for row in ev.final_equity:
+                p("equity", row)
+            p("finished", ev.report)
+
+
+class ConsoleWriter:
+    """The console: the status line, the offline banner, an account rebuilt or reset."""
+
+    TYPES = (StatusLine, OfflineFellBack, AccountNoticed)
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def __call__(self, ev) -> None:
+        from trading.runtime.session import say
+        if isinstance(ev, StatusLine):
+            say(self.stream, ev.text)
+        elif isinstance(ev, OfflineFellBack):
+            msg = (f"OFFLINE: Bitunix is unreachable ({ev.reason}); replaying the bundled real "
+                   f"BTC data instead. This session is NOT live market data.")
+            say(self.stream, "!" * 78 + "\n" + msg + "\n" + "!" * 78)
+        elif isinstance(ev, AccountNoticed):
+            say(self.stream, f"ACCOUNT {ev.source.upper()}: {ev.note}")
