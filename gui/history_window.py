@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel,
                                QPushButton, QTableWidget, QVBoxLayout, QWidget)
@@ -54,6 +54,8 @@ QHeaderView::section {{ background: {p.PANEL}; color: {p.TEXT_2}; border: none;
 
 class HistoryWindow(QWidget):
     """A top-level window listing past sessions from the journal at journal_path."""
+
+    replay_requested = Signal(str)  # a run id whose recording the main window should replay
 
     def __init__(self, journal_path: Path, parent: QWidget | None = None, *,
                  data_dir: Path | None = None) -> None:
@@ -98,6 +100,9 @@ class HistoryWindow(QWidget):
         self.open_button = QPushButton("Open report")
         self.open_button.setDefault(True)
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.replay_button = QPushButton("Replay this session")
+        self.replay_button.setEnabled(False)
+        self.replay_button.clicked.connect(self._on_replay_clicked)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Read the journal again.")
         self.refresh_button.clicked.connect(self.refresh)
@@ -107,6 +112,7 @@ class HistoryWindow(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.detail_label, 1)
         buttons.addWidget(self.refresh_button)
+        buttons.addWidget(self.replay_button)
         buttons.addWidget(self.open_button)
         buttons.addWidget(close)
 
@@ -247,6 +253,12 @@ class HistoryWindow(QWidget):
 
     def _on_selection_changed(self) -> None:
         s = self._session(self.selected_run_id())
+        rec = self.recording_of(s) if s is not None else None
+        self.replay_button.setEnabled(rec is not None)
+        self.replay_button.setToolTip(
+            f"Replay {rec} exactly, from the run's own account and settings; the report then "
+            f"compares the replay with it." if rec is not None else
+            "Select a session that was recorded (its run folder holds recording.jsonl.gz).")
         if s is None:
             self.open_button.setEnabled(False)
             self.open_button.setToolTip("Select a session first.")
@@ -291,6 +303,23 @@ class HistoryWindow(QWidget):
             except (OSError, ValueError):  # a NUL byte or an over-long name from the journal
                 continue
         return None
+
+    def recording_of(self, session: dict[str, Any]) -> Path | None:
+        """The session's recording in this data dir, if it was recorded."""
+        from trading.runtime.recording import RECORDING_NAME
+        run_id = session.get("run_id")
+        if not run_id:
+            return None
+        path = DataPaths(self.data_dir).runs_dir / run_dir_name(str(run_id)) / RECORDING_NAME
+        try:
+            return path if path.is_file() and path.stat().st_size > 0 else None
+        except OSError:
+            return None
+
+    def _on_replay_clicked(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id:
+            self.replay_requested.emit(run_id)
 
     # ---- opening ----
     def open_report(self, run_id: str | None = None) -> ReportWindow | None:

@@ -185,7 +185,7 @@ class MainWindow(QMainWindow):
         self.start_action = QAction("▶  Start", self)
         self.start_action.setShortcut(QKeySequence("F5"))
         self.start_action.setToolTip("Start a paper-trading session (F5)")
-        self.start_action.triggered.connect(self.start_session)
+        self.start_action.triggered.connect(lambda: self.start_session())
         self.stop_action = QAction("■  Stop", self)
         self.stop_action.setShortcut(QKeySequence("Shift+F5"))
         self.stop_action.setToolTip("Stop: flatten the position and write the report (Shift+F5)")
@@ -602,12 +602,33 @@ class MainWindow(QMainWindow):
             raise ValueError(f"replay file not found: {cfg.replay_file}")
         return cfg
 
-    def start_session(self) -> bool:
-        """Start a session from the toolbar values; False if it could not start."""
+    def replay_recording(self, run_id: str) -> bool:
+        """Replay a recorded run exactly (its account and settings; the toolbar's speed)."""
+        from storage.paths import DataPaths
+        from trading.runtime.config import config_from_dict
+        from trading.runtime.recording import RecordingError
+        from trading.runtime.replaying import open_source
+        if self.controller.is_running:
+            QMessageBox.information(self, "Replay", "A session is running: stop it first.")
+            return False
+        try:
+            path, header, _ = open_source(run_id, DataPaths(self.data_dir).runs_dir)
+            cfg = config_from_dict(
+                header["config"], data_dir=self.data_dir, source="recording",
+                recording=str(path), speed=self.toolbar_values()["speed"],
+                progress_stream=None, chaos="", replay_file=None, reset_account=False,
+                resume=False, previous_exit="")
+        except (RecordingError, ValueError, TypeError, KeyError) as e:
+            QMessageBox.warning(self, "Cannot replay this session", str(e))
+            return False
+        return self.start_session(cfg, f"replay of {run_id} · {speed_text(cfg.speed)}")
+
+    def start_session(self, cfg=None, source_text: str | None = None) -> bool:
+        """Start a session from the toolbar values (or `cfg`); False if it could not start."""
         if self.controller.is_running:
             return False
         try:
-            cfg = self.build_config()
+            cfg = cfg or self.build_config()
         except ValueError as e:
             log.warning("session_not_started", extra={"error": str(e)})
             if self.exit_on_finish:  # unattended: no dialog to wait for
@@ -621,8 +642,9 @@ class MainWindow(QMainWindow):
         # the engine (it shares the interpreter with this thread)
         self.chart.set_frame_interval(250 if math.isinf(cfg.speed) else 33)
         self._save_toolbar_state()
-        src = {"auto": "auto", "bitunix": "Bitunix live", "replay": "replay"}[cfg.source]
-        if cfg.source != "bitunix":
+        src = source_text or {"auto": "auto", "bitunix": "Bitunix live",
+                              "replay": "replay"}[cfg.source]
+        if cfg.source in ("auto", "replay") and not source_text:
             src += f" · {Path(cfg.replay_file).name if cfg.replay_file else 'bundled day'}"
             src += f" · {speed_text(cfg.speed)}"
         if cfg.chaos:
@@ -740,6 +762,7 @@ class MainWindow(QMainWindow):
             except RuntimeError:  # its C++ side is gone
                 self.history_window = None
         self.history_window = HistoryWindow(journal, self)
+        self.history_window.replay_requested.connect(self.replay_recording)
         self._raise(self.history_window)
 
     @staticmethod

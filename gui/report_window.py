@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QGridLayout, QHBoxLayo
 from gui import theme
 from gui.screen_fit import fit_window
 from storage.paths import DataPaths
-from storage.reports import FILL_COLUMNS, FILLS_CSV_NAME, SUMMARY_HTML_NAME, read_report
+from storage.reports import (COMPARE_HTML_NAME, FILL_COLUMNS, FILLS_CSV_NAME, SUMMARY_HTML_NAME,
+                             read_report)
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
@@ -729,11 +730,71 @@ class ReportWindow(QWidget):
         self.open_folder_button.setToolTip(f"Show {self.run_dir} in the file manager.")
         self.open_folder_button.setEnabled(self.run_dir.is_dir())
         self.open_folder_button.clicked.connect(self._on_open_folder)
+        self.open_compare_button = QPushButton("Open compare.html")
+        self.open_compare_button.clicked.connect(self._on_open_compare)
+        self._update_compare_button()
+        self.compare_button = QPushButton("Compare with\u2026")
+        self.compare_button.setToolTip("Compare this run's fills, PnL, fees, drift and spread "
+                                       "cost with another run of this data dir.")
+        self.compare_button.setEnabled(bool(self.other_runs()))
+        self.compare_button.clicked.connect(self._on_compare)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
-        for b in (self.open_summary_button, self.open_folder_button, close):
+        for b in (self.compare_button, self.open_compare_button, self.open_summary_button,
+                  self.open_folder_button, close):
             lay.addWidget(b)
         return lay
+
+    def _update_compare_button(self) -> None:
+        page = self.run_dir / COMPARE_HTML_NAME
+        self.open_compare_button.setEnabled(page.is_file())
+        self.open_compare_button.setToolTip(
+            f"Open {page} in the web browser." if page.is_file() else
+            "No comparison yet: a replay of a recording writes one, or use Compare with\u2026")
+
+    def other_runs(self) -> list[str]:
+        """Run folders of this data dir with a report, newest first (this one left out)."""
+        runs = self.run_dir.parent
+        try:
+            out = [p.name for p in runs.iterdir() if p.name not in (self.run_dir.name, "latest")
+                   and (p / "final_report.json").is_file()]
+        except OSError:
+            return []
+        return sorted(out, reverse=True)
+
+    def compare_with(self, other: str) -> Path | None:
+        """Write compare.html here: `other` as the base, this run as the one compared."""
+        from storage.journal import Journal
+        from trading.runtime.replaying import write_comparison
+        journal = None
+        try:
+            if self._journal_path().is_file():
+                journal = Journal.open(self._journal_path())
+            path = write_comparison(self.run_dir.parent / other, self.run_dir,
+                                    journal=journal, base_label="base", other_label="this run",
+                                    title=f"Run {self.run_id} compared with run {other}")
+        finally:
+            if journal is not None:
+                journal.close()
+        self._update_compare_button()
+        return path
+
+    def _on_compare(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+        runs = self.other_runs()
+        other, ok = QInputDialog.getItem(self, "Compare with\u2026",
+                                         f"Compare run {self.run_id} with:", runs, 0, False)
+        if not ok or not other:
+            return
+        path = self.compare_with(other)
+        if path is None:
+            show_open_failure(self, self.run_dir / COMPARE_HTML_NAME,
+                              "the comparison could not be written (see the log)")
+            return
+        open_local_path(path, self)
+
+    def _on_open_compare(self) -> None:
+        open_local_path(self.run_dir / COMPARE_HTML_NAME, self)
 
     # ---- slots ----
     def _on_open_summary(self) -> None:

@@ -16,6 +16,7 @@ restarted segment loaded from disk. The replay's account starts from the recorde
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -215,43 +216,61 @@ class RecordingInputs:
 
     # ---- the comparison with the recorded run ----
     def write_comparison(self, run_dir: Path, report: dict) -> Path | None:
-        from storage.reports import read_report, write_compare_html
-        from trading.compare import compare_runs
-        s = self.s
-        orig_dir = self.path.parent
-        try:
-            base_report = read_report(orig_dir)
-        except Exception as e:  # noqa: BLE001 - a recording copied without its report
-            log.warning("compare_skipped", extra={"reason": f"no report of the recorded run "
-                                                            f"in {orig_dir}: {e}"})
-            return None
-        base_fills = _read_fills(orig_dir / "fills.csv")
-        base_equity = []
-        if s.journal is not None and not s.journal.closed:
-            try:
-                base_equity = [dict(r) for r in s.journal.equity(self.header["run_id"])]
-            except Exception:  # noqa: BLE001 - the equity curve is optional
-                base_equity = []
         from trading.runtime import outputs
-        comparison = compare_runs(
-            base={"run_id": self.header["run_id"], "label": "original", "report": base_report,
-                  "settings": self.header.get("settings") or {}, "fills": base_fills,
-                  "equity": base_equity},
-            other={"run_id": s.run_id, "label": "replay", "report": report,
-                   "settings": outputs.settings(s), "fills": s.fills,
-                   "equity": s.equity_curve},
-            candles=[c.to_dict() for c in s.closed_candles],
-            title=f"Replay {s.run_id} of run {self.header['run_id']}")
+        s = self.s
+        return write_comparison(self.path.parent, Path(run_dir), journal=s.journal,
+                                base_label="original", other_label="replay",
+                                base_settings=self.header.get("settings"),
+                                other_settings=outputs.settings(s),
+                                title=f"Replay {s.run_id} of run {self.header['run_id']}")
+
+
+def compare_run_folders(base_dir: Path, other_dir: Path, *, journal=None,
+                        base_label: str = "base", other_label: str = "other",
+                        base_settings: dict | None = None, other_settings: dict | None = None,
+                        title: str = "") -> dict:
+    """Compare two run folders (final_report.json + fills.csv; equity, candles and settings
+    from the journal where it has them). Raise ValueError when a folder has no report."""
+    from storage.reports import read_report
+    from trading.compare import compare_runs
+    runs = []
+    for d, label, settings in ((base_dir, base_label, base_settings),
+                               (other_dir, other_label, other_settings)):
         try:
-            path = write_compare_html(run_dir, comparison)
-        except Exception as e:  # noqa: BLE001 - the replay's own report is already written
-            from trading.runtime.common import log_write_failure
-            log_write_failure("compare_write_failed", e, run_id=s.run_id)
-            return None
-        self.comparison = comparison
-        log.info("compare_written", extra={"path": str(path),
-                                           "identical": comparison["identical"]})
-        return path
+            report = read_report(d)
+        except Exception as e:  # noqa: BLE001 - missing or unreadable: say which
+            raise ValueError(f"{d} has no readable final_report.json ({e})") from None
+        run_id = str(report.get("run_id") or Path(d).name)
+        equity, candles = [], []
+        if journal is not None and not journal.closed:
+            try:
+                equity = [dict(r) for r in journal.equity(run_id)]
+                candles = [dict(r) for r in journal.candles(run_id)]
+                if settings is None:
+                    row = journal.session(run_id) or {}
+                    settings = json.loads(row.get("settings_json") or "{}")
+            except Exception:  # noqa: BLE001 - the figures and fills are enough
+                equity, candles = [], []
+        runs.append({"run_id": run_id, "label": label, "report": report,
+                     "settings": settings or {}, "fills": _read_fills(Path(d) / "fills.csv"),
+                     "equity": equity, "candles": candles})
+    return compare_runs(base=runs[0], other=runs[1], candles=runs[1]["candles"]
+                        or runs[0]["candles"], title=title)
+
+
+def write_comparison(base_dir: Path, other_dir: Path, **kw) -> Path | None:
+    """compare.html in `other_dir` (the later run's folder); None (logged) if it cannot be."""
+    from storage.reports import write_compare_html
+    try:
+        comparison = compare_run_folders(base_dir, other_dir, **kw)
+        path = write_compare_html(other_dir, comparison)
+    except Exception as e:  # noqa: BLE001 - the run's own report is already written
+        from trading.runtime.common import log_write_failure
+        log_write_failure("compare_write_failed", e)
+        return None
+    log.info("compare_written", extra={"path": str(path), "identical": comparison["identical"],
+                                       "base": str(base_dir)})
+    return path
 
 
 def _read_fills(path: Path) -> list[dict]:
