@@ -30,10 +30,13 @@ from storage.paths import APP_NAME, unique_corrupt_path
 from storage.state import save_json_atomic
 from trading.broker import BrokerConfig
 from trading.risk import BreakerConfig
-from trading.runtime.session import SOURCES, SessionConfig
+from trading.runtime.session import SessionConfig
 from trading.strategy import MomentumParams
 
 log = logging.getLogger("btc_laptop_agents.gui")
+
+# what a user picks as the next session's source (a recording is replayed from History)
+SOURCES = ("auto", "bitunix", "replay")
 
 CONFIG_DIR_ENV = "BTC_LAPTOP_CONFIG_DIR"
 SETTINGS_NAME = "settings.json"

@@ -3,7 +3,8 @@
     python scripts/check_built_app.py [dist/btc-laptop-agents/btc-laptop-agents]
 
 1. `--headless --duration 2 --source replay --speed 60`: exit 0, a report in the per-user data
-   dir of a fresh HOME, nothing written to the current directory or beside the executable;
+   dir of a fresh HOME whose summary.html is the full page (templates and chart library found
+   in the bundle), nothing written to the current directory or beside the executable;
 2. the window, offscreen: `--autostart --exit-on-finish --source replay --speed 60 --duration 2`
    exits 0 with a second report;
 3. launch-to-window time: the window with --autostart under the platform in use (offscreen
@@ -58,6 +59,12 @@ def main() -> int:
         status = json.loads(got[-1].read_text())["status"] if got else None
         print(f"headless: exit {r.returncode}, report status {status}")
         ok &= r.returncode == 0 and status == "success"
+        # the bundle's templates and chart library were found: the full page, not the fallback
+        page = (got[-1].parent / "summary.html").read_text(encoding="utf-8") if got else ""
+        full = ("window.LightweightCharts" in page and 'id="price-chart"' in page
+                and "could not be rendered" not in page)
+        print(f"summary.html: {len(page):,} bytes, {'full page with charts' if full else 'NOT the full page'}")
+        ok &= full
         r = subprocess.run([str(exe), "--autostart", "--exit-on-finish", "--source", "replay",
                             "--speed", "60", "--duration", "2"], cwd=cwd,
                            env=clean_env(home, QT_QPA_PLATFORM="offscreen"),

@@ -91,6 +91,34 @@ def audit(data_dir: Path) -> dict:
     return out
 
 
+SAME_FILL = ("side", "qty", "reason", "signal_ts", "fill_ts", "fill_px", "fee", "realized_pnl",
+             "position_after", "cash_after")
+
+
+def replay_check(data_dir: Path, run_id: str) -> dict:
+    """Replay the killed run's recording at --speed max; compare fills and PnL with it."""
+    before = {p.name for p in (data_dir / "runs").iterdir()}
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(ROOT / "main.py"), "--headless", "--quiet",
+                        "--no-record", "--source", f"recording:{run_id}", "--speed", "max",
+                        "--data-dir", str(data_dir)], capture_output=True, text=True,
+                       timeout=600)
+    new = [d for d in (data_dir / "runs").iterdir() if d.name not in before and
+           d.name != "latest"]
+    if p.returncode != 0 or len(new) != 1:
+        return {"replay_identical": False, "replay_error": p.stderr[-1500:]}
+
+    def rows(d: Path) -> list[tuple]:
+        with open(d / "fills.csv", newline="") as f:
+            return [tuple(r[k] for k in SAME_FILL) for r in csv.DictReader(f)]
+    orig, rep = rows(data_dir / "runs" / run_id), rows(new[0])
+    r0 = json.loads((data_dir / "runs" / run_id / "final_report.json").read_text())
+    r1 = json.loads((new[0] / "final_report.json").read_text())
+    return {"replay_fills": len(rep), "replay_pnl": r1["pnl_absolute"],
+            "replay_wall_s": round(time.monotonic() - t0, 1),
+            "replay_identical": orig == rep and r0["pnl_absolute"] == r1["pnl_absolute"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=20)
@@ -153,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         result.update({"ok": False, "audit_error": f"{type(e).__name__}: {e}",
                        "stderr_tail": sup.stderr.read()[-2000:] if sup.stderr else ""})
     result["ok"] = bool(result.get("ok")) and rc == 0 and kills == a.kills
+    if result.get("run_id"):  # the recording of the killed run replays to the same fills
+        result.update(replay_check(data_dir, result["run_id"]))
+        result["ok"] = result["ok"] and result["replay_identical"]
     log = data_dir / "logs" / "system.jsonl"
     text = log.read_text(encoding="utf-8") if log.exists() else ""
     result["state_repairs_logged"] = text.count("state_repaired_from_journal")

@@ -76,12 +76,12 @@ def wait_for_lock(data_dir: Path, proc: subprocess.Popen, timeout: float = 30) -
 @pytest.mark.parametrize("first", ["headless", "supervisor", "gui"])
 def test_second_process_on_a_locked_data_dir_is_refused(tmp_path, first):
     d = tmp_path / "data"
-    args = {"headless": ["--headless", "--source", "replay", "--speed", "20", "--duration", "3",
+    args = {"headless": ["--headless", "--source", "replay", "--speed", "20", "--duration", "2",
                          "--quiet"],
             "supervisor": ["--headless", "--supervise", "--source", "replay", "--speed", "20",
-                           "--duration", "3", "--quiet"],
+                           "--duration", "2", "--quiet"],
             "gui": ["--autostart", "--exit-on-finish", "--source", "replay", "--speed", "20",
-                    "--duration", "3"]}[first]
+                    "--duration", "2"]}[first]
     proc = spawn(d, *args)
     try:
         holder = wait_for_lock(d, proc)
@@ -128,7 +128,7 @@ def test_sigkilled_holder_never_blocks_the_next_start(tmp_path):
 
 def test_supervisor_child_shares_the_lock_and_it_dies_with_both(tmp_path):
     d = tmp_path / "data"
-    proc = spawn(d, "--headless", "--supervise", "--source", "replay", "--speed", "10",
+    proc = spawn(d, "--headless", "--supervise", "--source", "replay", "--speed", "20",
                  "--duration", "4", "--quiet", "--restart-delay-s", "0.2")
     try:
         wait_for_lock(d, proc)

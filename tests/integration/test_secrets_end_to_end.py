@@ -38,12 +38,29 @@ PLACES = st.sampled_from(["replay_dir", "data_dir", "env_data_dir", "symbol", "c
                           "settings"])
 
 
+def _static_assets() -> list[str]:
+    """The pages' inlined static files (the chart library, the page's own CSS and JS): the
+    same bytes in every page, holding no input of the run -- a digit run in the minified
+    library is no leak."""
+    from storage import report_pages
+    return [t for t in (report_pages._chart_library_text(), str(report_pages._asset("report.js")),
+                        str(report_pages._asset("report.css"))) if t]
+
+
 def _outputs(tmp: Path, proc: subprocess.CompletedProcess) -> dict[str, str]:
     out = {"stdout": proc.stdout, "stderr": proc.stderr}
     for p in tmp.rglob("*"):
         if p.is_file() and p.suffix in (".jsonl", ".json", ".html", ".csv") \
                 and "settings" not in p.name and "market" not in p.name:
-            out[str(p.relative_to(tmp))] = p.read_text(encoding="utf-8", errors="replace")
+            text = p.read_text(encoding="utf-8", errors="replace")
+            if p.suffix == ".html":
+                for asset in _static_assets():
+                    text = text.replace(asset, "")
+            out[str(p.relative_to(tmp))] = text
+        if p.is_file() and p.name.endswith(".jsonl.gz"):  # the run's recording
+            import gzip
+            out[str(p.relative_to(tmp))] = gzip.decompress(p.read_bytes()).decode(
+                "utf-8", "replace")
         if p.is_file() and p.name == "journal.sqlite3":
             con = sqlite3.connect(p)
             try:

@@ -251,7 +251,7 @@ def test_a_muted_channel_is_resubscribed_alone_then_the_connection_rebuilt(data_
     resubscribed alone; if the exchange ignores that too, after 3 tries the connection is
     rebuilt. Either way candles keep closing and the session succeeds."""
     spec = "mute@30s:market_kline_1min" + (":forever" if forever else "")
-    s = run(data_dir, duration_min=6, speed=20.0, chaos=spec, channel_stale_s=0.5)
+    s = run(data_dir, duration_min=4.5, speed=30.0, chaos=spec, channel_stale_s=0.5)
     assert s.exit == 0, s.error
     st = s.feed.stats
     logged = [r for r in read_log(data_dir) if r.get("message") == "channel_silent"]

@@ -177,3 +177,26 @@ def test_any_file_is_a_recording_or_a_clear_error(tmp_path_factory, lines):
 def test_the_session_module_is_wiring_under_400_lines():
     n = len((ROOT / "trading" / "runtime" / "session.py").read_text().splitlines())
     assert n < 400, f"session.py has {n} lines"
+
+
+def test_a_member_cut_by_a_kill_loses_only_its_unflushed_tail(tmp_path):
+    """A process killed mid-member; the next one appends its own member after the cut."""
+    path = tmp_path / "recording.jsonl.gz"
+    head = {"rec": 1, "run_id": "r", "config": {}, "settings": {}, "clock": "data"}
+    r = Recorder(path, head)
+    for i in range(50):
+        r(FrameApplied(FrameReceived(b'{"i":%d}' % i, i, i, ()), i))
+    r.sync()  # the last flush before the kill
+    for i in range(50, 60):
+        r(FrameApplied(FrameReceived(b'{"i":%d}' % i, i, i, ()), i))
+    r._gz.write(b'{"m":1,"w":2,"n":3,"f":"half a li')  # written, never flushed: the kill
+    r._raw.flush()
+    r._raw.close()  # the process is gone: no close of the member
+    r2 = Recorder(path, head)
+    r2(ClockTicked(999))
+    r2.close()
+    recs = list(iter_records(path))
+    frames = [json.loads(x["f"])["i"] for x in recs if "f" in x]
+    assert frames[:50] == list(range(50))  # everything flushed before the kill
+    assert recs[-1] == {"k": 999}  # and the next process's member after it
+    assert not any("half" in x.get("f", "") for x in recs)

@@ -1,7 +1,11 @@
 import csv
+import hashlib
 import json
+import random
 import re
+import shutil
 import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +17,7 @@ from storage.reports import (
     FILL_COLUMNS,
     downsample_min_max,
     read_report,
+    render_compare_html,
     render_summary_html,
     write_run_reports,
 )
@@ -143,6 +148,140 @@ def render(**overrides):
     return render_summary_html(**make_inputs(**overrides))
 
 
+def realistic_run(minutes=90, *, start_px=87_811.0, seed=7):
+    """A replay-like run: one-minute candles on a random walk, a round trip every ~9 minutes
+    (entries, exits, stops, targets and the end-of-session flatten), equity every 5 s."""
+    rng = random.Random(seed)
+    candles, px = [], start_px
+    for i in range(minutes):
+        o = px
+        c = round(o + rng.gauss(0, 9), 1)
+        candles.append({"ts": T0 + i * 60_000, "open": o, "high": round(max(o, c) + abs(rng.gauss(0, 4)), 1),
+                        "low": round(min(o, c) - abs(rng.gauss(0, 4)), 1), "close": c,
+                        "volume": round(rng.uniform(2, 20), 3)})
+        px = c
+    fills, seq, cash = [], 0, Decimal("10000")
+    qty = Decimal("0.113")
+    for start in range(1, minutes - 4, 9):
+        side = "BUY" if (start // 9) % 2 == 0 else "SELL"
+        entry = candles[start]
+        exit_minute = start + 3 + (start % 4)
+        reason = ("exit", "stop", "target", "exit")[(start // 9) % 4]
+        for minute, fill_side, why in ((start, side, "entry"),
+                                       (exit_minute, "SELL" if side == "BUY" else "BUY", reason)):
+            seq += 1
+            c = candles[min(minute, minutes - 1)]
+            fill_px = round(c["close"] + (3.5 if fill_side == "BUY" else -3.5), 1)
+            pnl = Decimal("0") if why == "entry" else (
+                (Decimal(str(fill_px)) - Decimal(str(entry["close"]))) * qty * (1 if side == "BUY" else -1))
+            fee = (Decimal(str(fill_px)) * qty * Decimal("0.0006")).quantize(Decimal("0.00000001"))
+            cash += pnl - fee
+            fills.append(make_fill(seq, side=fill_side, minute=minute, fill_px=fill_px, qty=qty,
+                                   reason=why, realized_pnl=pnl, fee=fee,
+                                   fill_ts=c["ts"] + 1_000 + (0 if why == "entry" else 17_000),
+                                   position_after=(qty if fill_side == "BUY" else -qty) if why == "entry" else Decimal("0.000"),
+                                   trigger=why if why in ("stop", "target") else None, cash_after=cash))
+    equity, eq = [], 10_000.0
+    for k in range(minutes * 12):
+        eq += rng.gauss(-0.02, 0.6)
+        equity.append({"ts": T0 + k * 5_000, "equity": round(eq, 4)})
+    report = make_report(source="replay", fills=len(fills), round_trips=len(fills) // 2,
+                         final_equity=Decimal(str(round(eq, 4))),
+                         pnl_absolute=Decimal(str(round(eq - 10_000, 4))),
+                         duration_seconds=minutes * 60.0)
+    return make_inputs(report=report, fills=fills, candles=candles, equity=equity)
+
+
+def sample_comparison():
+    """A compact comparison as trading/compare.py makes it: a replay at 200 ms against its
+    original at 1000 ms over 40 minutes; fill 4 only in the original, fill 6 only in the replay."""
+    candles = make_candles(40, start_px=88_000.0)
+
+    def fill(seq, side, minute, px, reason, pnl="0", latency=1000, qty="0.113"):
+        ts = T0 + minute * 60_000
+        return {"order_id": f"o-{latency}-{seq}", "seq": seq, "side": side, "qty": qty,
+                "reason": reason, "signal_ts": ts, "signal_px": px - 1.0, "due_ts": ts + latency,
+                "fill_ts": ts + latency, "latency_ms": latency, "fill_px": px, "bid": px - 0.5,
+                "ask": px + 0.5, "spread_cost_bps": 0.4, "latency_drift_bps": 0.1, "fee": "5.96",
+                "fee_bps": 6.0, "realized_pnl": pnl, "trigger": None, "trigger_px": None,
+                "position_after": "0" if reason != "entry" else qty, "cash_after": "9990.0"}
+
+    base = [fill(1, "BUY", 3, 88_012.0, "entry"), fill(2, "SELL", 9, 88_030.5, "exit", "2.0905"),
+            fill(3, "SELL", 14, 88_041.0, "entry"), fill(4, "BUY", 18, 88_060.0, "stop", "-2.147"),
+            fill(5, "BUY", 25, 88_070.0, "entry"), fill(6, "SELL", 31, 88_090.0, "target", "2.26")]
+    other = [fill(1, "BUY", 3, 88_011.0, "entry", latency=200),
+             fill(2, "SELL", 9, 88_031.0, "exit", "2.26", latency=200),
+             fill(3, "SELL", 14, 88_041.0, "entry", latency=200),
+             fill(5, "BUY", 25, 88_069.5, "entry", latency=200),
+             fill(6, "SELL", 31, 88_090.0, "target", "2.3165", latency=200),
+             fill(7, "BUY", 36, 88_101.0, "entry", latency=200)]
+    pairs = [
+        {"index": 1, "match": "matched", "base": base[0], "other": other[0], "price_diff": -1.0,
+         "ts_diff_ms": -800, "qty_diff": "0", "fee_diff": "0", "pnl_diff": "0"},
+        {"index": 2, "match": "matched", "base": base[1], "other": other[1], "price_diff": 0.5,
+         "ts_diff_ms": -800, "qty_diff": "0", "fee_diff": "0", "pnl_diff": "0.1695"},
+        {"index": 3, "match": "matched", "base": base[2], "other": other[2], "price_diff": 0.0,
+         "ts_diff_ms": -800, "qty_diff": "0", "fee_diff": "0", "pnl_diff": "0"},
+        {"index": 4, "match": "only_base", "base": base[3], "other": None, "price_diff": None,
+         "ts_diff_ms": None, "qty_diff": None, "fee_diff": None, "pnl_diff": None},
+        {"index": 5, "match": "matched", "base": base[4], "other": other[3], "price_diff": -0.5,
+         "ts_diff_ms": -800, "qty_diff": "0", "fee_diff": "0", "pnl_diff": "0"},
+        {"index": 6, "match": "matched", "base": base[5], "other": other[4], "price_diff": 0.0,
+         "ts_diff_ms": -800, "qty_diff": "0", "fee_diff": "0", "pnl_diff": "0.0565"},
+        {"index": 7, "match": "only_other", "base": None, "other": other[5], "price_diff": None,
+         "ts_diff_ms": None, "qty_diff": None, "fee_diff": None, "pnl_diff": None},
+    ]
+
+    def metric(name, key, unit, a, b):
+        return {"name": name, "key": key, "unit": unit, "base": a, "other": b,
+                "diff": None if a is None or b is None else round(b - a, 8)}
+
+    return {
+        "title": "Replay of run-1 vs its original",
+        "identical": False,
+        "base": {"run_id": "run-1", "label": "original",
+                 "report": make_report(run_id="run-1", source="replay", fills=6),
+                 "settings": {"execution_latency_ms": 1000, "taker_fee_bps": 6.0}},
+        "other": {"run_id": "run-2", "label": "replay",
+                  "report": make_report(run_id="run-2", source="replay", fills=6),
+                  "settings": {"execution_latency_ms": 200, "taker_fee_bps": 6.0}},
+        "changed_settings": [{"name": "execution_latency_ms", "base": 1000, "other": 200}],
+        "metrics": [
+            metric("PnL", "pnl_absolute", "USDT", -33.59, -30.12),
+            metric("Realized before fees", "realized_pnl", "USDT", 2.2035, 4.5765),
+            metric("Fees", "fees", "USDT", 35.76, 35.76),
+            metric("Funding", "funding", "USDT", 0.0, 0.0),
+            metric("Spread cost", "spread_cost_usdt", "USDT", 2.41, 2.38),
+            metric("Latency drift cost", "drift_cost_usdt", "USDT", 0.6, 0.1),
+            metric("Mean latency drift", "mean_latency_drift_bps", "bps", 0.1, 0.02),
+            metric("Mean spread cost", "mean_spread_cost_bps", "bps", 0.4, 0.4),
+            metric("Max drawdown", "max_drawdown", "USDT", 40.0, 36.5),
+            metric("Fills", "fills", "count", 6, 6),
+            metric("Round trips", "round_trips", "count", 3, 2),
+        ],
+        "pairs": pairs,
+        "candles": candles,
+        "equity": {
+            "base": [{"ts": T0 + k * 30_000, "equity": 10_000 - k * 0.42} for k in range(80)],
+            "other": [{"ts": T0 + k * 30_000, "equity": 10_000 - k * 0.37} for k in range(80)],
+        },
+    }
+
+
+def chart_data(page, chart_id):
+    """The JSON a chart of the page draws from."""
+    match = re.search(
+        rf'<script type="application/json" class="chart-data" data-for="{chart_id}">(.*?)</script>',
+        page, flags=re.S)
+    assert match, f"no data for {chart_id}"
+    return json.loads(match.group(1))
+
+
+def script_free(page):
+    """The page without its <script> blocks (the inlined chart library holds URLs of its own)."""
+    return re.sub(r"<script\b[^>]*>.*?</script>", "", page, flags=re.S | re.I)
+
+
 def read_csv_rows(path):
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.reader(fh))
@@ -263,7 +402,7 @@ def test_garbage_values_do_not_break_the_page():
 
     page = render(candles=candles, fills=fills, equity=equity, report={"status": 3, "duration_seconds": "n/a"})
 
-    assert page.count('class="candle-') == 5
+    assert len(chart_data(page, "price-chart")["bars"]) == 5
     assert "could not be rendered" not in page
     assert "1 fills lack a fill time or price." in page
 
@@ -293,19 +432,52 @@ def test_untrusted_values_appear_only_escaped(tmp_path):
     run_dir = write_run_reports(tmp_path, PAYLOAD, **inputs)
 
     page = (run_dir / "summary.html").read_text(encoding="utf-8")
-    assert "<script" not in page.lower()
+    assert PAYLOAD not in page and PAYLOAD.upper() not in page
     assert "alert(1)</" not in page.lower()
     assert page.count(PAYLOAD_ESCAPED) >= 8
+    # the only scripts are the page's own: the chart library, its wiring and the charts' JSON,
+    # in which no "<" can end the block early
+    tags = re.findall(r"<script\b[^>]*>", page, flags=re.I)
+    assert set(tags) == {"<script>", '<script type="application/json" class="chart-data" data-for="price-chart">',
+                         '<script type="application/json" class="chart-data" data-for="equity-chart">'}
+    for block in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', page, flags=re.S):
+        assert "<" not in block and ">" not in block
+    tips = [m["tip"] for m in chart_data(page, "price-chart")["fills"]]
+    assert any(PAYLOAD in t for t in tips)  # the data is kept, only its markup is neutered
 
 
 def test_page_is_self_contained():
     page = render(report=make_report(source="replay", offline_fallback=True))
 
     lowered = page.lower()
-    for needle in ("http://", "https://", "<script", "<link", "@import", "url(", "<img", "<iframe"):
-        assert needle not in lowered, needle
     assert lowered.startswith("<!doctype html>")
     assert '<meta charset="utf-8">' in lowered
+    # no src or href leaves the page but the link the chart library's licence asks for
+    links = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"' >]+)""", script_free(page), flags=re.I)
+    assert links == ["https://www.tradingview.com/"]
+    for needle in ("<link", "@import", "<img", "<iframe", "<object", "<embed", "url(", "http://",
+                   " src="):
+        assert needle not in script_free(lowered), needle
+    for tag in re.findall(r"<script\b[^>]*>", lowered):
+        assert "src" not in tag, tag
+    # the one URL the inlined library builds is the attribution logo's link (an <a href>)
+    library = re.findall(r"https?://[^\s\"'`)]+", page[page.index("<script>"):])
+    assert {re.sub(r"\?.*", "", u) for u in library} <= {
+        "https://www.apache.org/licenses/LICENSE-2.0", "https://www.tradingview.com/",
+        "http://www.w3.org/2000/svg"}
+    assert "fetch(" not in lowered and "xmlhttprequest" not in lowered
+
+
+def test_page_policy_forbids_every_fetch():
+    page = render()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert policy
+    directives = dict(d.strip().split(" ", 1) for d in policy.group(1).split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'unsafe-inline'"
+    assert directives["style-src"] == "'unsafe-inline'"
+    assert directives["img-src"] == "data:"
+    assert page.index("Content-Security-Policy") < page.index("<style>") < page.index("<script>")
 
 
 def test_price_chart_has_one_candle_per_candle_and_one_marker_per_fill():
@@ -317,16 +489,21 @@ def test_price_chart_has_one_candle_per_candle_and_one_marker_per_fill():
         make_fill(4, side="SELL", minute=9, fill_px=94_030.0),
         make_fill(5, side="SELL", minute=10, fill_px=94_031.0),
     ]
-    ups = sum(1 for c in candles if c["close"] >= c["open"])
-
     page = render(candles=candles, fills=fills)
 
-    assert "<svg" in page
-    assert page.count('<rect class="candle-up"') == ups
-    assert page.count('<rect class="candle-down"') == len(candles) - ups
-    assert page.count('class="fill-buy"') == 2
-    assert page.count('class="fill-sell"') == 3
-    assert "13:00" in page
+    data = chart_data(page, "price-chart")
+    assert data["kind"] == "price" and data["placement"] == "price"
+    assert data["bars"] == [[c["ts"] // 1000, c["open"], c["high"], c["low"], c["close"]] for c in candles]
+    markers = data["fills"]
+    assert [m["side"] for m in markers] == ["BUY", "SELL", "BUY", "SELL", "SELL"]
+    # each marker sits on its minute's candle, at the fill price
+    assert [m["t"] for m in markers] == [(T0 + k * 60_000) // 1000 for k in (2, 4, 7, 9, 10)]
+    assert [m["px"] for m in markers] == [f["fill_px"] for f in fills]
+    assert markers[0]["tip"] == "BUY 0.010 @ 94,001.5 \u00b7 2025-01-01 13:02:00 UTC \u00b7 ema_cross"
+    # entries are labelled by side, exits by their reason
+    assert [(m["role"], m["text"]) for m in markers[:2]] == [("entry", "Buy"), ("exit", "ema_cross")]
+    assert "buy entry (2)" in page and "sell entry (0)" in page and "exit (3), labelled by reason" in page
+    assert "2025-01-01 13:00 &rarr; 2025-01-01 13:12 UTC" in page
     assert "94,0" in page
 
 
@@ -337,10 +514,11 @@ def test_price_chart_shows_only_the_last_300_candles_and_says_so():
 
     page = render(candles=candles, fills=[early, late])
 
-    assert page.count('<rect class="candle-') == 300
+    data = chart_data(page, "price-chart")
+    assert len(data["bars"]) == 300
+    assert data["bars"][0][0] == candles[1_200]["ts"] // 1000
     assert "Showing the last 300 of 1,500 one-minute candles." in page
-    assert page.count('class="fill-buy"') == 1
-    assert page.count('class="fill-sell"') == 0
+    assert [m["side"] for m in data["fills"]] == ["BUY"]
     assert "1 fills fall outside the chart window" in page
 
 
@@ -402,11 +580,15 @@ def test_key_figures_show_pnl_percent_and_formats():
 def test_equity_curve_has_baseline_and_is_downsampled():
     page = render(equity=make_equity(20_000))
 
-    match = re.search(r'<path class="equity-line [a-z]+" d="([^"]+)"', page)
-    assert match
-    assert match.group(1).count("L") + 1 <= 2_000
-    assert 'class="baseline"' in page
-    assert "start 10,000.00" in page
+    data = chart_data(page, "equity-chart")
+    assert data["kind"] == "equity" and data["start"] == 10_000.0  # the dashed baseline
+    (series,) = data["series"]
+    assert 1_000 < len(series["points"]) <= 2_000
+    assert series["points"][0] == [T0 // 1000, 10_000.0]
+    assert series["points"][-1] == [(T0 + 19_999 * 5_000) // 1000, 10_000.0 + 19_999 * 0.01]
+    times = [t for t, _ in series["points"]]
+    assert times == sorted(set(times))  # strictly increasing, as the chart needs
+    assert "start <b>10,000.00</b>" in page
     assert "20,000 samples drawn as" in page
 
 
@@ -432,7 +614,8 @@ def test_empty_inputs_render_no_data_placeholders(tmp_path):
 
     page = (run_dir / "summary.html").read_text(encoding="utf-8")
     assert page.count("No data") >= 4
-    assert "<svg" not in page
+    assert "<script" not in page  # no chart, so neither the library nor its data
+    assert "TradingView" not in page
     assert "Segments" not in page
     assert "could not be rendered" not in page
     assert read_csv_rows(run_dir / "fills.csv") == [list(FILL_COLUMNS)]
@@ -442,9 +625,11 @@ def test_empty_inputs_render_no_data_placeholders(tmp_path):
 def test_single_equity_point_and_fills_without_candles():
     page = render(candles=[], equity=make_equity(1), fills=[make_fill(1)])
 
-    assert 'class="equity-end' in page
+    assert chart_data(page, "equity-chart")["series"][0]["points"] == [[T0 // 1000, 10_000.0]]
     assert "Only one equity sample was recorded." in page
-    assert page.count('class="fill-buy"') == 1
+    price = chart_data(page, "price-chart")
+    assert price["bars"] == [] and price["line"] == [[(T0 + 60_312) // 1000, 94_001.5]]
+    assert [m["side"] for m in price["fills"]] == ["BUY"]
     assert "No candle data was recorded" in page
 
 
@@ -501,7 +686,7 @@ def test_large_inputs_render_fast_and_small():
 
     assert elapsed < 1.0
     assert len(page.encode("utf-8")) < 2_000_000
-    assert page.count('<rect class="candle-') == 300
+    assert len(chart_data(page, "price-chart")["bars"]) == 300
     assert "Showing the last 500 of 2,000 fills" in page
 
 
@@ -536,5 +721,224 @@ def test_a_fill_after_the_last_closed_candle_is_on_the_chart():
     candles = make_candles(10)
     flatten = make_fill(1, side="SELL", minute=10, fill_ts=T0 + 10 * 60_000 + 1_000)
     page = render(candles=candles, fills=[make_fill(2, side="BUY", minute=3), flatten])
-    assert page.count('class="fill-sell"') == 1 and page.count('class="fill-buy"') == 1
+    data = chart_data(page, "price-chart")
+    assert [m["side"] for m in data["fills"]] == ["BUY", "SELL"]
+    # the flatten's minute has no candle: an empty bar puts it on the time axis
+    after = (T0 + 10 * 60_000) // 1000
+    assert data["bars"][-1] == [after] and data["fills"][-1]["t"] == after
     assert "outside the chart window" not in page
+
+
+# -- what latest/ mirrors ---------------------------------------------------------------------
+
+
+def test_latest_mirrors_only_the_report_files(tmp_path):
+    run_dir = tmp_path / "run-1"
+    run_dir.mkdir()
+    (run_dir / "recording.jsonl.gz").write_bytes(b"\x1f\x8b" + b"x" * 100_000)
+    (run_dir / "notes").mkdir()
+    (run_dir / "compare.html").write_text("<!DOCTYPE html><p>compare</p>", encoding="utf-8")
+
+    write_run_reports(tmp_path, "run-1", **make_inputs())
+
+    assert {p.name for p in (tmp_path / "latest").iterdir()} == {
+        "final_report.json", "fills.csv", "summary.html", "compare.html"}
+    assert (run_dir / "recording.jsonl.gz").exists()
+    assert reports.REPORT_FILES == ("final_report.json", "fills.csv", "summary.html", "compare.html")
+
+
+# -- compare.html ----------------------------------------------------------------------------
+
+
+def test_write_compare_html_writes_the_page_and_refreshes_latest(tmp_path):
+    run_dir = write_run_reports(tmp_path, "run-2", **make_inputs(report=make_report(run_id="run-2")))
+    other = write_run_reports(tmp_path, "run-3", **make_inputs(report=make_report(run_id="run-3")))
+
+    path = reports.write_compare_html(run_dir, sample_comparison())
+
+    assert path == run_dir / reports.COMPARE_HTML_NAME == run_dir / "compare.html"
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "Replay of run-1 vs its original" in page
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp file left
+    # latest/ mirrors run-3, not run-2: it gets no compare.html of run-2's
+    assert not (tmp_path / "latest" / "compare.html").exists()
+    path = reports.write_compare_html(other, sample_comparison())
+    assert (tmp_path / "latest" / "compare.html").read_text(encoding="utf-8") == page
+
+
+def test_compare_page_is_redacted_like_the_summary(tmp_path):
+    secret = "Zq8Xw2LmN4pR7tY1vB6cD9fG3hJ5kS0a"
+    comparison = sample_comparison()
+    comparison["title"] = f"Replay token={secret}"
+    comparison["changed_settings"].append({"name": "api_key", "base": "hunter2pass", "other": "x9y8z7"})
+    comparison["base"]["settings"]["api_secret"] = secret
+    comparison["pairs"][0]["base"]["reason"] = f"Bearer {secret}"
+
+    page = reports.write_compare_html(tmp_path, comparison).read_text(encoding="utf-8")
+
+    for leaked in (secret, "hunter2pass", "x9y8z7"):
+        assert leaked not in page
+    assert ">api_key</th><td>[REDACTED]</td><td>[REDACTED]</td>" in page
+    # metric keys survive the redaction of fields called "key": the colours need them
+    assert '<th scope="row">PnL</th><td class="num">-33.59</td><td class="num">-30.12</td><td class="num pos">+3.47</td>' in page
+
+
+def test_compare_page_shows_verdict_settings_metrics_and_fills_side_by_side():
+    page = render_compare_html(sample_comparison())
+
+    assert "<title>Replay of run-1 vs its original</title>" in page
+    assert '<span class="badge warn">DIFFERS</span>' in page
+    verdict = re.search(r'<p class="verdict differs">([^<]+)</p>', page).group(1)
+    assert verdict == ("Differs: PnL -33.59 vs -30.12 USDT (+3.47); 6 fills each; 4 of 5 matched "
+                       "fills differ in price, quantity, fee or PnL; 5 filled at another time; "
+                       "1 only in the original; 1 only in the replay")
+    assert "<tr><th scope=\"row\">execution_latency_ms</th><td>1000</td><td>200</td></tr>" in page
+    # better or worse for the replay, by what the metric measures
+    assert '<td class="num pos">-0.50</td>' in page  # latency drift cost fell
+    assert '<td class="num neg">-1</td>' in page or '<td class="num">-1</td>' in page  # a count
+    assert '<td class="num">0.00</td><td class="muted">USDT</td>' in page  # fees equal: no colour
+    body = page[page.index('<table class="fills pairs">'):]
+    body = body[:body.index("</table>")]
+    rows = re.findall(r"<tr class=\"([^\"]*)\"><td class=\"num\">(\d+)</td>", body)
+    assert rows == [("differs", "1"), ("differs", "2"), ("", "3"), ("only differs", "4"),
+                    ("differs", "5"), ("differs", "6"), ("only differs", "7")]
+    assert '<span class="tag only-base">only original</span>' in body
+    assert '<span class="tag only-other">only replay</span>' in body
+    assert ">-800 ms<" in body and ">2025-01-01 13:03:01<" in body and ">2025-01-01 13:03:00<" in body
+    # a buy filled 1.00 lower is better, a sell filled 0.50 higher too
+    assert '<td class="num sep pos">-1.00</td>' in body and '<td class="num sep pos">+0.50</td>' in body
+    price = chart_data(page, "price-chart")
+    assert price["placement"] == "bar" and len(price["bars"]) == 40
+    assert [m["run"] for m in price["fills"]].count("base") == 6
+    assert [m["run"] for m in price["fills"]].count("other") == 6
+    assert price["fills"][0]["tip"].startswith("original: BUY 0.113 @ 88,012.0")
+    equity = chart_data(page, "equity-chart")
+    assert [s["label"] for s in equity["series"]] == ["original", "replay"]
+    assert all(len(s["points"]) == 80 for s in equity["series"])
+    assert "https://www.tradingview.com/" in page
+
+
+def test_identical_comparison_says_so():
+    c = sample_comparison()
+    pairs = [p for p in c["pairs"] if p["match"] == "matched"]
+    for p in pairs:
+        p["other"] = dict(p["base"])
+        p.update(price_diff=0.0, ts_diff_ms=0, qty_diff="0", fee_diff="0", pnl_diff="0")
+    c.update(identical=True, pairs=pairs)
+
+    page = render_compare_html(c)
+
+    assert '<p class="verdict same">Identical: 5 fills, PnL equal</p>' in page
+    assert '<span class="badge ok">IDENTICAL</span>' in page
+    assert 'class="differs"' not in page
+
+
+def test_empty_comparison_renders_placeholders():
+    page = render_compare_html({})
+
+    assert "could not be rendered" not in page
+    assert page.count("No data") == 3 and "No setting that changes the trading differs" in page
+    assert "<script" not in page
+
+
+def test_compare_render_failure_leaves_a_minimal_page(tmp_path, monkeypatch):
+    def broken(_comparison):
+        raise RuntimeError("template <missing>")
+
+    monkeypatch.setattr(reports, "render_compare_html", broken)
+    page = reports.write_compare_html(tmp_path, sample_comparison()).read_text(encoding="utf-8")
+
+    assert "could not be rendered" in page and "RuntimeError: template &lt;missing&gt;" in page
+    assert "<missing>" not in page
+
+
+# -- robustness of the page ----------------------------------------------------------------------
+
+
+def test_a_failing_section_is_logged_and_the_rest_of_the_page_stays(monkeypatch, caplog):
+    from storage import report_pages
+
+    def broken(*_args):
+        raise ValueError("bad fills")
+
+    monkeypatch.setattr(report_pages, "_fills_view", broken)
+    with caplog.at_level("ERROR", logger="storage.reports"):
+        page = render()
+
+    assert "<h2>Fills</h2><p class=\"empty\">This section could not be rendered: ValueError: bad fills</p>" in page
+    assert page.count("could not be rendered") == 1
+    for still in ("Key figures", "All report fields", "Feed health", 'id="price-chart"'):
+        assert still in page
+    assert [r.section for r in caplog.records if r.msg == "report_section_failed"] == ["Fills"]
+
+
+def test_a_section_whose_template_fails_is_skipped_too(monkeypatch):
+    from storage import report_pages
+
+    def broken_qty(_value):
+        raise ArithmeticError("qty")
+
+    # a template takes its filters when it is compiled: build the environment afresh
+    monkeypatch.setitem(report_pages._FILTERS, "qty", broken_qty)
+    report_pages._environment.cache_clear()
+    try:
+        page = render()
+    finally:
+        monkeypatch.undo()
+        report_pages._environment.cache_clear()
+
+    assert "<h2>Fills</h2><p class=\"empty\">This section could not be rendered: ArithmeticError: qty</p>" in page
+    assert "Key figures" in page and "All report fields" in page
+
+
+def test_without_the_chart_library_the_page_still_renders(monkeypatch):
+    from storage import report_pages
+
+    monkeypatch.setattr(report_pages, "_chart_library_text", lambda: "")
+    page = render()
+
+    assert "LightweightCharts" not in page.split("report's charts")[0]
+    assert "The interactive chart needs JavaScript" in page  # the note the script then rewrites
+    assert "Key figures" in page and '<table class="fills">' in page
+
+
+def test_chart_data_cannot_end_its_script_block():
+    evil = "</script><script>alert(1)</script><!--"
+    page = render(fills=[make_fill(1, reason=evil)], events=[{"ts": T0, "kind": evil}])
+
+    assert evil not in page and "</script><script>alert" not in page
+    assert chart_data(page, "price-chart")["fills"][0]["tip"].endswith(evil)
+
+
+def test_templates_and_library_are_found_in_a_bundle(tmp_path, monkeypatch):
+    from storage import report_pages, resources
+
+    root = Path(reports.__file__).resolve().parents[1]
+    for part in ("resources/templates", "resources/vendor"):
+        shutil.copytree(root / part, tmp_path / part)
+    (tmp_path / "resources/templates/macros.html.j2").write_text(
+        (root / "resources/templates/macros.html.j2").read_text(encoding="utf-8").replace(
+            "run summary</h1>", "run summary (bundled)</h1>"), encoding="utf-8")
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    for cached in (report_pages._environment, report_pages._asset, report_pages._chart_library_text):
+        cached.cache_clear()
+    try:
+        assert resources.resource_path("resources/templates") == tmp_path / "resources/templates"
+        page = render()
+        assert "BTCUSDT run summary (bundled)</h1>" in page
+        assert "TradingView Lightweight Charts v5.2.1" in page
+    finally:
+        monkeypatch.undo()
+        for cached in (report_pages._environment, report_pages._asset, report_pages._chart_library_text):
+            cached.cache_clear()
+    assert "run summary (bundled)" not in render()
+
+
+def test_the_vendored_library_is_the_one_its_notice_describes():
+    root = Path(reports.__file__).resolve().parents[1] / "resources/vendor/lightweight-charts"
+    library = (root / "lightweight-charts.standalone.production.js").read_bytes()
+    notice = (root / "NOTICE.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(library).hexdigest() in notice
+    assert "Lightweight Charts\u2122 v5.2.1" in library[:300].decode("utf-8")
+    assert "lightweight-charts` 5.2.1" in notice and "https://www.tradingview.com/" in notice
+    assert "Apache License" in (root / "LICENSE").read_text(encoding="utf-8")

@@ -23,13 +23,15 @@ class EventBus:
         self._cache: dict[type, tuple] = {}
         self._n = 0
 
-    def subscribe(self, handler, *types: type) -> None:
-        """Call `handler(event)` for events of `types` (every event when none is given)."""
+    def subscribe(self, handler, *types: type, first: bool = False) -> None:
+        """Call `handler(event)` for events of `types` (every event when none is given);
+        `first`: before every subscriber so far (the recorder's flush before the journal)."""
         self._n += 1
+        n = -self._n if first else self._n
         for t in types:
-            self._by_type[t].append((self._n, handler))
+            self._by_type[t].append((n, handler))
         if not types:
-            self._any.append((self._n, handler))
+            self._any.append((n, handler))
         self._cache.clear()
 
     def _handlers(self, t: type) -> tuple:

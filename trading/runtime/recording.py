@@ -30,8 +30,10 @@ from pathlib import Path
 
 import orjson
 
-from trading.events import (ClockTicked, DataSkipped, FrameApplied, ReconnectApplied,
-                            SegmentEnded, SegmentStarted, SessionEnded, WarmupFetched)
+from trading.events import (ClockTicked, DataSkipped, FrameApplied, FundingApplied,
+                            OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted,
+                            ReconnectApplied, SegmentEnded, SegmentStarted, SessionEnded,
+                            WarmupFetched)
 
 log = logging.getLogger("btc_laptop_agents.recording")
 
@@ -53,6 +55,8 @@ class Recorder:
 
     TYPES = (FrameApplied, ClockTicked, ReconnectApplied, SegmentStarted, SessionEnded,
              WarmupFetched, DataSkipped, SegmentEnded)
+
+    SYNC_TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, OrderRejected, FundingApplied)
 
     def __init__(self, path: Path, header: dict, max_mb: float = DEFAULT_MAX_MB,
                  flush_every_s: float = 1.0) -> None:
@@ -129,6 +133,11 @@ class Recorder:
         except (OSError, ValueError) as e:
             self._fail(e)
 
+    def sync(self, _ev=None) -> None:
+        """Flush now (subscribed before the journal writer for account changes)."""
+        self.flush()
+        self._last_flush = time.monotonic()
+
     def flush(self) -> None:
         if self._gz is None:
             return
@@ -171,26 +180,55 @@ class Recorder:
                 "truncated": self.truncated or None, "failed": self.failed or None}
 
 
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
 def _inflate(f):
-    """Decompress gzip members one after another, yielding what each gives; a member cut off
-    by a kill ends the stream after the last byte that decompressed."""
+    """Decompress gzip members one after another, yielding what each gives. A member cut off
+    by a kill -9 (the next process appended its own after it) ends at its last complete flush:
+    `None` is yielded there (the line in progress is lost) and reading goes on at the next
+    member's header."""
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    raw = b""
+    eof = False
     while True:
-        raw = f.read(1 << 16)
+        if not raw and not eof:
+            raw = f.read(1 << 16)
+            eof = not raw
         if not raw:
             return
-        while raw:
-            try:
-                out = d.decompress(raw)
-            except zlib.error:
-                return  # a damaged tail: keep what came before it
-            if out:
-                yield out
-            if d.eof:  # the next member (a later segment) starts in the unused bytes
-                raw = d.unused_data
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            else:
-                raw = b""
+        before = d.copy()
+        try:
+            out = d.decompress(raw)
+        except zlib.error:
+            i = raw.find(GZIP_MAGIC, 1)
+            if i > 0:  # what decompresses before the next member's header is kept
+                try:
+                    tail = before.decompress(raw[:i])
+                except zlib.error:
+                    tail = b""
+                if tail:
+                    yield tail
+            yield None
+            # the damaged member's bytes up to the next header are dropped
+            while True:
+                i = raw.find(GZIP_MAGIC, 1)
+                if i >= 0:
+                    raw = raw[i:]
+                    break
+                more = f.read(1 << 16)
+                if not more:
+                    return
+                raw = raw[-2:] + more
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            continue
+        if out:
+            yield out
+        if d.eof:  # the next member (a later segment) starts in the unused bytes
+            raw = d.unused_data
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        else:
+            raw = b""
 
 
 def iter_records(path: Path):
@@ -207,6 +245,9 @@ def iter_records(path: Path):
         n = 0
         try:
             for chunk in _inflate(f):
+                if chunk is None:  # a member cut off mid-line: that line is gone
+                    buf = b""
+                    continue
                 buf += chunk
                 *done, buf = buf.split(b"\n")
                 for line in done:
@@ -274,8 +315,12 @@ def start_recorder(s) -> None:
     from trading.runtime.config import config_to_dict
     from trading.runtime.execution import LiveClock
     from trading.runtime.outputs import settings
-    header = {"rec": 1, "run_id": s.run_id, "config": config_to_dict(s.config),
-              "settings": settings(s), "started_wall": s.started_wall,
+    from storage.logger import redact_value
+    # the settings pass through the one redaction every output goes through (a path or URL
+    # holding a token must not reach the recording); the run id stays readable
+    header = {"rec": 1, "run_id": s.run_id,
+              "config": redact_value(config_to_dict(s.config)),
+              "settings": redact_value(settings(s)), "started_wall": s.started_wall,
               "clock": "live" if isinstance(s.clock, LiveClock) else "data"}
     path = s.paths.runs_dir / run_dir_name(s.run_id) / RECORDING_NAME
     try:
@@ -285,6 +330,9 @@ def start_recorder(s) -> None:
                                                 "error": str(_disk(e) or e)})
         return
     s.bus.subscribe(s.recorder, *Recorder.TYPES)
+    # the inputs that led to an account change are on disk before its journal row: a kill -9
+    # after the journal commit cannot leave the recording short of what the journal holds
+    s.bus.subscribe(s.recorder.sync, *Recorder.SYNC_TYPES, first=True)
 
 
 def _disk(e):  # noqa: D103 - storage sits beside the runtime

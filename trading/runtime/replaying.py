@@ -77,7 +77,7 @@ class RecordingInputs:
     """The inputs of a recording, applied to session `s` in order (iterate: frames)."""
 
     def __init__(self, s, path: Path) -> None:
-        from trading.runtime.session import config_to_dict
+        from trading.runtime.config import config_to_dict
         self.s = s
         self.path = Path(path)
         self.header, self.first = read_head(self.path)

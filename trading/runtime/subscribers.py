@@ -142,7 +142,7 @@ class LogWriter:
         elif isinstance(ev, JournalNote) and ev.kind == "orders_due_during_downtime_sent_now":
             log.warning(ev.kind, extra={"orders": ev.detail["orders"], "at_ts": ev.ts})
         elif isinstance(ev, SessionBegan) and not ev.resumed:
-            from trading.runtime.session import iso
+            from trading.runtime.common import iso
             log.info("session_started", extra={
                 "run_id": ev.run_id, "source": ev.source, "data_start": iso(ev.data_start_ts),
                 "warmup_candles": len(ev.warmup), "duration_min": ev.duration_ms / 60_000})
@@ -212,7 +212,7 @@ class ConsoleWriter:
         self.stream = stream
 
     def __call__(self, ev) -> None:
-        from trading.runtime.session import say
+        from trading.runtime.common import say
         if isinstance(ev, StatusLine):
             say(self.stream, ev.text)
         elif isinstance(ev, OfflineFellBack):
