@@ -69,6 +69,8 @@ class Recorder:
         self.failed = ""
         self.t0 = time.monotonic()
         self._last_flush = self.t0
+        self._buf: list[bytes] = []
+        self._buffered = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._raw = open(self.path, "ab")
@@ -127,9 +129,20 @@ class Recorder:
     def _write_bytes(self, line: bytes) -> None:
         if self._gz is None:
             return
+        self._buf.append(line)  # compressed in batches: one zlib call per ~64 KB, not a line
+        self._buffered += len(line)
+        self.lines += 1
+        if self._buffered >= 1 << 16:
+            self._drain()
+
+    def _drain(self) -> None:
+        if not self._buf or self._gz is None:
+            return
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._buffered = 0
         try:
-            self._gz.write(line)
-            self.lines += 1
+            self._gz.write(data)
         except (OSError, ValueError) as e:
             self._fail(e)
 
@@ -139,6 +152,9 @@ class Recorder:
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
+        if self._gz is None:
+            return
+        self._drain()
         if self._gz is None:
             return
         try:
@@ -166,6 +182,7 @@ class Recorder:
             pass
 
     def close(self) -> None:
+        self._drain()
         gz, self._gz = self._gz, None
         if gz is None:
             return

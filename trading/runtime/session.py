@@ -61,6 +61,7 @@ class Session:
         self.run_id = run_id or new_run_id()
         register_identifier(self.run_id)  # the project's own id stays readable in every output
         self.paths = DataPaths(Path(cfg.data_dir)).ensure()
+        self._window = publish  # the window bridge's publish, or None (headless)
         self.publish = publish or (lambda kind, payload: None)
         self.lock = threading.RLock()
         self.bus = EventBus(self.lock)
@@ -137,7 +138,8 @@ class Session:
         bus.subscribe(LogWriter(), *LogWriter.TYPES)
         if self.config.progress_stream is not None:
             bus.subscribe(ConsoleWriter(self.config.progress_stream), *ConsoleWriter.TYPES)
-        bus.subscribe(WindowPublisher(self.publish))  # last: the window shows what is saved
+        if self._window is not None:  # last: the window shows what is saved
+            bus.subscribe(WindowPublisher(self._window))
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, reason: str = "stopped by user") -> None:
