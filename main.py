@@ -219,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a channel silent for S wall seconds while others push is "
                    "resubscribed alone; after 3 tries the connection is rebuilt (0: off; "
                    "default 10)")
+    p.add_argument("--order-type", choices=("market", "limit"), default="market",
+                   help="how the strategy enters: market (default) or limit orders at the best "
+                   "bid/ask -/+ --limit-offset-bps; exits are market orders")
+    p.add_argument("--limit-offset-bps", type=_positive_float("--limit-offset-bps", 0.0, 1000.0,
+                                                              True),
+                   default=0.0, metavar="BPS",
+                   help="a limit entry's distance from the best bid (buy) / ask (sell), in bps "
+                   "away from the market (default 0: join the best price)")
+    p.add_argument("--limit-timeout-s", type=_positive_float("--limit-timeout-s", 0.0, 86_400.0,
+                                                             True),
+                   default=30.0, metavar="S",
+                   help="an unfilled limit entry is cancelled this long after it reaches the "
+                   "exchange (the cancel takes the execution latency too; 0: never; default 30)")
+    p.add_argument("--limit-tif", choices=("GTC", "IOC", "POST_ONLY"), default="GTC",
+                   help="a limit entry's time in force (default GTC)")
     p.add_argument("--no-flatten", action="store_true",
                    help="leave an open position open at session end")
     p.add_argument("--reset-account", action="store_true",
@@ -341,7 +356,9 @@ def parse_config(argv: list[str]):
     cfg = SessionConfig(
         data_dir=data_dir, duration_min=args.duration, source=args.source,
         replay_file=args.replay_file, speed=args.speed, symbol=args.symbol, seed=args.seed,
-        chaos=args.chaos, broker=broker, breaker=BreakerConfig(), strategy=MomentumParams(),
+        chaos=args.chaos, broker=broker, breaker=BreakerConfig(),
+        strategy=MomentumParams(order_type=args.order_type, limit_offset_bps=args.limit_offset_bps,
+                                limit_timeout_s=args.limit_timeout_s, limit_tif=args.limit_tif),
         flatten_at_end=not args.no_flatten, reset_account=args.reset_account,
         spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
         channel_stale_s=args.channel_stale_s,
@@ -359,7 +376,11 @@ def parse_config(argv: list[str]):
 _REPLAY_OVERRIDES = {"duration": "duration_min", "execution_latency_ms": "broker.latency_ms",
                      "taker_fee_bps": "broker.taker_fee_bps",
                      "maker_fee_bps": "broker.maker_fee_bps", "slip_bps": "broker.slip_bps",
-                     "risk_per_trade": "broker.risk_per_trade", "no_flatten": "flatten_at_end"}
+                     "risk_per_trade": "broker.risk_per_trade", "no_flatten": "flatten_at_end",
+                     "order_type": "strategy.order_type",
+                     "limit_offset_bps": "strategy.limit_offset_bps",
+                     "limit_timeout_s": "strategy.limit_timeout_s",
+                     "limit_tif": "strategy.limit_tif"}
 _NOT_FOR_REPLAY = ("--replay-file", "--chaos", "--symbol", "--starting-balance",
                    "--spread-usd", "--reset-account", "--inject-strategy-error")
 

@@ -60,7 +60,8 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("detail", "TEXT"),
     ),
     "fills": (
-        ("order_id", "TEXT PRIMARY KEY"),
+        ("fill_id", "TEXT PRIMARY KEY"),  # order_id#seq: a limit order fills in parts
+        ("order_id", "TEXT"),
         ("run_id", "TEXT"),
         ("seq", "INTEGER"),
         ("side", "TEXT"),
@@ -84,6 +85,14 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("realized_pnl", "TEXT"),
         ("position_after", "TEXT"),
         ("cash_after", "TEXT"),
+        ("order_qty", "TEXT"),
+        ("order_filled", "TEXT"),
+        ("order_type", "TEXT"),
+        ("liquidity", "TEXT"),
+        ("legs", "TEXT"),
+        ("depth_cost_bps", "REAL"),
+        ("depth_exhausted", "INTEGER"),
+        ("price_model", "TEXT"),
     ),
     "equity": (
         ("id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
@@ -282,8 +291,25 @@ class Journal:
             conn.close()
             raise
 
+    def _migrate_fills_key(self) -> None:
+        """Journals from before partial fills keyed fills by order_id: rebuild the table keyed
+        by order_id#seq, every row kept (one transaction: all or nothing)."""
+        cols = {row[1]: row[5] for row in self._conn.execute("PRAGMA table_info(fills)")}
+        if not cols or "fill_id" in cols:
+            return
+        old = [c for c in cols]
+        self._db.execute("ALTER TABLE fills RENAME TO fills_before_partial")
+        names = [name for name, _ in _TABLES["fills"]]
+        self._db.execute(f"CREATE TABLE fills ({', '.join(f'{n} {d}' for n, d in _TABLES['fills'])})")
+        keep = [c for c in old if c in names]
+        self._db.execute(
+            f"INSERT INTO fills (fill_id, {', '.join(keep)}) SELECT order_id || '#' || seq, "
+            f"{', '.join(keep)} FROM fills_before_partial")
+        self._db.execute("DROP TABLE fills_before_partial")
+
     def _create_schema(self) -> None:
         with self._lock, self._db.atomic():
+            self._migrate_fills_key()
             for table, columns in _TABLES.items():
                 parts = [f"{name} {decl}" for name, decl in columns]
                 parts.extend(_TABLE_CONSTRAINTS.get(table, ()))
@@ -400,10 +426,12 @@ class Journal:
         )
 
     def record_fill(self, row: dict[str, Any]) -> bool:
-        """Insert a fill; return False and change nothing if its order_id already has one."""
+        """Insert a fill; return False and change nothing if this fill (order id and fill
+        sequence number) is already there. An order may have several (partial fills)."""
         prepared = self._row("fills", row)
-        if prepared.get("order_id") is None:
-            raise ValueError("fill row needs an order_id")
+        if prepared.get("order_id") is None or prepared.get("seq") is None:
+            raise ValueError("fill row needs an order_id and a seq")
+        prepared["fill_id"] = f"{prepared['order_id']}#{prepared['seq']}"
         return self._insert_ignore("fills", prepared)
 
     def fills(self, run_id: str | None = None) -> list[dict[str, Any]]:

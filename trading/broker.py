@@ -13,9 +13,12 @@ import math
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
+from trading.book import Book, walk
 from trading.model import (MONEY_Q, Fill, FundingApplied, FundingInfo, Ledger, Order,
-                           OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, Position,
-                           Quote, Side, px_dec)
+                           OrderCancelled, OrderFilled, OrderRejected, OrderRested,
+                           OrderSubmitted, Position, Quote, Side, TradeTick, px_dec)
+
+TIFS = ("GTC", "IOC", "POST_ONLY")
 
 BPS = Decimal("0.0001")
 MAX_STARTING_CASH = Decimal("1e12")  # USDT; the command line allows the same
@@ -25,7 +28,7 @@ MAX_STARTING_CASH = Decimal("1e12")  # USDT; the command line allows the same
 class BrokerConfig:
     starting_cash: Decimal = Decimal("10000")
     taker_fee_bps: float = 6.0  # Bitunix VIP 0 futures
-    maker_fee_bps: float = 2.0  # recorded for completeness: the paper broker sends market orders only
+    maker_fee_bps: float = 2.0  # a resting limit order's fills (trades that reached it)
     slip_bps: float = 2.0  # used only when no quote exists at fill time
     latency_ms: int = 1000
     lot_size: Decimal = Decimal("0.001")
@@ -97,6 +100,8 @@ class PaperBroker:
         self.mark_px: float | None = None
         self.last_funding_ts: int | None = None
         self.quote_stale = False  # after a restart or reconnect: no fill until a fresh quote
+        self.book: Book | None = None  # the latest depth snapshot (None: top of book only)
+        self.resting: list[Order] = []  # limit orders working at the exchange
 
     # ---- queries ----
     def mark(self) -> float | None:
@@ -156,6 +161,75 @@ class PaperBroker:
         """Remember the last candle close (fallback price when no quote exists)."""
         self.last_close = close
 
+    def submit_limit(self, side: Side, reason: str, *, now_ts: int, signal_ts: int,
+                     signal_px: float, price: float, qty: Decimal | None = None,
+                     tif: str = "GTC", timeout_ms: int = 0, stop_distance: float = 0.0,
+                     target_distance: float = 0.0) -> list:
+        """Send a limit order: it reaches the exchange after the latency like any order."""
+        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
+        self.next_order_num += 1
+        if tif not in TIFS:
+            return [OrderRejected(order_id, now_ts, f"unknown time in force {tif!r}")]
+        if not (isinstance(price, float) and math.isfinite(price) and price > 0):
+            return [OrderRejected(order_id, now_ts, f"limit price {price!r} is not positive")]
+        if qty is None:
+            qty = self.size_for(stop_distance, price)
+        if qty < self.config.min_qty:
+            return [OrderRejected(order_id, now_ts,
+                                  f"size {qty} below minimum {self.config.min_qty}")]
+        order = Order(order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
+                      signal_px=signal_px, due_ts=now_ts + self.config.latency_ms,
+                      reduce_only=reason != "entry", stop_distance=stop_distance,
+                      target_distance=target_distance, order_type="limit",
+                      limit_px=float(px_dec(price)), tif=tif, timeout_ms=int(timeout_ms))
+        self.pending.append(order)
+        self.pending.sort(key=lambda o: (o.due_ts, o.order_id))
+        return [OrderSubmitted(order)]
+
+    def on_book(self, book: Book) -> None:
+        """Keep the latest depth snapshot (each push is a whole snapshot of the top levels)."""
+        if self.book is None or book.ts >= self.book.ts:
+            self.book = book
+
+    def on_trade(self, t: TradeTick) -> list:
+        """A print: resting limit orders on the other side of it fill, queue ahead first."""
+        if not self.resting:
+            return []
+        events = self._cancel_due(t.ts)
+        for i, o in enumerate(list(self.resting)):
+            if o not in self.resting:
+                continue
+            buy = o.side is Side.BUY
+            # a sell-aggressor print at or below a resting bid reaches it; a buy-aggressor
+            # print at or above a resting ask does (an unknown side reaches neither)
+            hits = (t.side == "sell" and t.price <= o.limit_px) if buy else (
+                t.side == "buy" and t.price >= o.limit_px)
+            if not hits:
+                continue
+            volume = Decimal(repr(t.qty))  # sizes as the exchange wrote them: no float drift
+            queue = Decimal(repr(o.queue_ahead))
+            ahead = min(queue, volume)
+            volume -= ahead
+            lot = self.config.lot_size
+            take = (volume / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+            take = min(take, o.remaining)
+            o2 = replace(o, queue_ahead=float(queue - ahead))
+            self.resting[self.resting.index(o)] = o2
+            if take <= 0:
+                continue
+            events.append(self._fill_limit(o2, take, t.ts, maker=True))
+        return events
+
+    def has_working(self) -> bool:
+        """Orders in flight or resting: the strategy waits for them."""
+        return bool(self.pending or self.resting)
+
+    def next_due(self) -> int | None:
+        """The next time the broker must act by the clock (an arrival or a cancel)."""
+        times = [o.due_ts for o in self.pending[:1]]
+        times += [o.cancel_ts for o in self.resting if o.cancel_ts is not None]
+        return min(times) if times else None
+
     def mark_quote_stale(self) -> None:
         """The feed was down (restart, reconnect): the last quote is no longer known to be in
         force, so nothing fills until a fresh one arrives; orders that came due meanwhile go
@@ -169,6 +243,7 @@ class PaperBroker:
             self.retime_overdue(q.ts)
         events = self._settle_funding_until(q.ts)
         events += self._fill_due(lambda due: due < q.ts)
+        events += self._cancel_due(q.ts)
         self.quote = q
         events += self._check_exits(q)
         events += self._fill_due(lambda due: due <= q.ts)
@@ -180,6 +255,7 @@ class PaperBroker:
             return []
         events = self._settle_funding_until(now_ts)
         events += self._fill_due(lambda due: due <= now_ts)
+        events += self._cancel_due(now_ts)
         return events
 
     def on_funding_info(self, info: FundingInfo) -> list:
@@ -196,7 +272,12 @@ class PaperBroker:
         events: list = []
         for o in list(self.pending):
             self.pending.remove(o)
-            events.append(OrderCancelled(o.order_id, now_ts, f"cancelled by {reason}"))
+            events.append(OrderCancelled(o.order_id, now_ts, f"cancelled by {reason}",
+                                         o.remaining if o.order_type == "limit" else None))
+        for o in list(self.resting):
+            self.resting.remove(o)
+            events.append(OrderCancelled(o.order_id, now_ts, f"cancelled by {reason}",
+                                         o.remaining))
         if self.position.is_flat:
             return events
         side = Side.SELL if self.position.qty > 0 else Side.BUY
@@ -215,6 +296,9 @@ class PaperBroker:
         events = []
         while self.pending and is_due(self.pending[0].due_ts):
             order = self.pending.pop(0)
+            if order.order_type == "limit":
+                events += self._arrive_limit(order, order.due_ts)
+                continue
             if order.reduce_only:
                 held = abs(self.position.qty)
                 same_dir = self.position.side is not None and self.position.side is not order.side
@@ -254,43 +338,171 @@ class PaperBroker:
         return [OrderSubmitted(order),
                 self._execute(order, q.ts, trigger=reason, trigger_px=level, strategy=False)]
 
+    def _taker_levels(self, buy: bool) -> tuple[list, str]:
+        """The levels a taker meets now: the quote's best (fresher than any snapshot), then
+        the latest depth snapshot's levels beyond it. Without depth the best level holds any
+        size ("top_of_book"); with a depth snapshot the fill walks it ("book")."""
+        q = self.quote
+        best = q.ask if buy else q.bid
+        size = q.ask_size if buy else q.bid_size
+        book = self.book
+        if book is None:
+            return [(best, math.inf)], "top_of_book"
+        deeper = [lvl for lvl in book.side_for(buy) if (lvl[0] > best if buy else lvl[0] < best)]
+        if size <= 0:  # a quote without sizes: the snapshot's own levels at and beyond it
+            same = [lvl for lvl in book.side_for(buy) if lvl[0] == best]
+            return (same or [(best, deeper[0][1] if deeper else math.inf)]) + deeper, "book"
+        return [(best, size)] + deeper, "book"
+
     def _execute(self, order: Order, fill_ts: int, *, trigger: str | None,
                  trigger_px: float | None, strategy: bool) -> OrderFilled:
+        """A market order (or a stop/target/flatten): walks the book in force now."""
         cfg = self.config
         q = self.quote
+        buy = order.side is Side.BUY
+        legs: tuple = ()
+        depth_bps, exhausted, model = 0.0, False, "top_of_book"
         if q is not None:
             bid, ask = q.bid, q.ask
-            px = ask if order.side is Side.BUY else bid
+            levels, model = self._taker_levels(buy)
+            if model == "top_of_book":
+                px = ask if buy else bid
+                legs = ((px, order.qty),)
+            else:
+                w = walk(levels, order.qty, buy)
+                legs, px, exhausted = w.legs, w.vwap, w.exhausted
+                depth_bps = w.cost_bps(buy)
         else:
             base = self.last_close if self.last_close is not None else order.signal_px
             bid = ask = base
             slip = cfg.slip_bps / 1e4
-            px = base * (1 + slip) if order.side is Side.BUY else base * (1 - slip)
+            px = base * (1 + slip) if buy else base * (1 - slip)
             px = float(px_dec(round(px, 8)))
             trigger = trigger or "no_quote_fallback"
+            model = "no_quote_fallback"
+            legs = ((px, order.qty),)
+        return self._fill(order, order.qty, px, fill_ts, bid=bid, ask=ask, trigger=trigger,
+                          trigger_px=trigger_px, strategy=strategy, maker=False, legs=legs,
+                          depth_bps=depth_bps, exhausted=exhausted, model=model)
+
+    def _fill(self, order: Order, qty: Decimal, px: float, fill_ts: int, *, bid: float,
+              ask: float, trigger, trigger_px, strategy: bool, maker: bool, legs: tuple,
+              depth_bps: float, exhausted: bool, model: str,
+              filled_before: Decimal = Decimal("0")) -> OrderFilled:
+        cfg = self.config
         mid = (bid + ask) / 2.0
+        buy = order.side is Side.BUY
         sign = order.side.sign
-        fee = _q(order.qty * px_dec(px) * Decimal(repr(cfg.taker_fee_bps)) * BPS)
-        realized = self._apply_fill(order, px, fill_ts)
+        best = ask if buy else bid
+        fee_bps = cfg.maker_fee_bps if maker else cfg.taker_fee_bps
+        fee = _q(qty * px_dec(px) * Decimal(repr(fee_bps)) * BPS)
+        part = replace(order, qty=qty)
+        realized = self._apply_fill(part, px, fill_ts)
         self.ledger.fees += fee
         self.ledger.realized_pnl += realized
         self.ledger.cash += realized - fee
         self.fill_seq += 1
-        self.filled_order_ids.add(order.order_id)
+        done = filled_before + qty
+        if done >= order.qty:
+            self.filled_order_ids.add(order.order_id)
+        # spread: the best price against the mid (a maker fill at its own price: against mid)
+        ref = px if maker or model in ("top_of_book", "no_quote_fallback") else best
         fill = Fill(
-            order_id=order.order_id, seq=self.fill_seq, side=order.side, qty=order.qty,
+            order_id=order.order_id, seq=self.fill_seq, side=order.side, qty=qty,
             reason=order.reason, fill_ts=fill_ts, fill_px=px, bid=bid, ask=ask, fee=fee,
-            fee_bps=cfg.taker_fee_bps,
-            spread_cost_bps=sign * (px - mid) / mid * 1e4 if mid else 0.0,
+            fee_bps=fee_bps,
+            spread_cost_bps=sign * (ref - mid) / mid * 1e4 if mid else 0.0,
             realized_pnl=realized, position_after=self.position.qty, cash_after=self.ledger.cash,
             signal_ts=order.signal_ts if strategy else None,
             signal_px=order.signal_px if strategy else None,
             due_ts=order.due_ts if strategy else None,
             latency_drift_bps=(sign * (mid - order.signal_px) / order.signal_px * 1e4)
             if strategy and order.signal_px else None,
-            trigger=trigger, trigger_px=trigger_px,
+            trigger=trigger, trigger_px=trigger_px, order_qty=order.qty, order_filled=done,
+            order_type=order.order_type, liquidity="maker" if maker else "taker", legs=legs,
+            depth_cost_bps=depth_bps, depth_exhausted=exhausted, price_model=model,
         )
         return OrderFilled(fill)
+
+    # ---- limit orders ----
+    def _arrive_limit(self, order: Order, ts: int) -> list:
+        """A limit order reaches the exchange: the marketable part takes the book up to its
+        price (taker); post-only that would take is cancelled; IOC cancels the rest; GTC and
+        post-only rest, behind the size already on the book at their price."""
+        q = self.quote
+        buy = order.side is Side.BUY
+        L = order.limit_px
+        if order.reduce_only and not self._reduces(order):
+            return [OrderCancelled(order.order_id, ts, "position already closed",
+                                   order.remaining)]
+        events: list = []
+        if q is not None:
+            marketable = (q.ask <= L) if buy else (q.bid >= L)
+            if marketable and order.tif == "POST_ONLY":
+                return [OrderCancelled(order.order_id, ts, "post-only order would take "
+                                       "liquidity", order.remaining)]
+            if marketable:
+                levels, model = self._taker_levels(buy)
+                if model == "top_of_book":
+                    levels = [(q.ask if buy else q.bid, math.inf)]
+                w = walk(levels, order.remaining, buy, limit_px=L)
+                lot = self.config.lot_size
+                take = (w.filled / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+                if take > 0:
+                    if take != w.filled:
+                        w = walk(levels, take, buy, limit_px=L)
+                    events.append(self._fill(order, take, w.vwap, ts, bid=q.bid, ask=q.ask,
+                                             trigger=None, trigger_px=None, strategy=True,
+                                             maker=False, legs=w.legs,
+                                             depth_bps=w.cost_bps(buy), exhausted=False,
+                                             model=model, filled_before=order.filled_qty))
+                    order = replace(order, filled_qty=order.filled_qty + take)
+        if order.remaining <= 0:
+            return events
+        if order.tif == "IOC":
+            events.append(OrderCancelled(order.order_id, ts, "IOC remainder cancelled",
+                                         order.remaining))
+            return events
+        # the size on the book at our price when we arrive is ahead of us in the queue
+        ahead = 0.0
+        if q is not None and (q.bid if buy else q.ask) == L:
+            ahead = q.bid_size if buy else q.ask_size
+        elif self.book is not None:
+            ahead = self.book.size_at(L, buy)
+        cancel = ts + order.timeout_ms + self.config.latency_ms if order.timeout_ms else None
+        order = replace(order, queue_ahead=float(ahead), cancel_ts=cancel)
+        self.resting.append(order)
+        events.append(OrderRested(order, ts))
+        return events
+
+    def _reduces(self, order: Order) -> bool:
+        pos = self.position
+        return pos.side is not None and pos.side is not order.side
+
+    def _fill_limit(self, order: Order, qty: Decimal, ts: int, maker: bool) -> OrderFilled:
+        q = self.quote
+        bid, ask = (q.bid, q.ask) if q is not None else (order.limit_px, order.limit_px)
+        if order.reduce_only:
+            qty = min(qty, abs(self.position.qty)) if self._reduces(order) else Decimal("0")
+        ev = self._fill(order, qty, order.limit_px, ts, bid=bid, ask=ask, trigger=None,
+                        trigger_px=None, strategy=True, maker=maker,
+                        legs=((order.limit_px, qty),), depth_bps=0.0, exhausted=False,
+                        model="queue", filled_before=order.filled_qty)
+        i = self.resting.index(order)
+        done = replace(order, filled_qty=order.filled_qty + qty)
+        if done.remaining <= 0:
+            self.resting.pop(i)
+        else:
+            self.resting[i] = done
+        return ev
+
+    def _cancel_due(self, now_ts: int) -> list:
+        """Timeouts: a cancel sent at arrival + timeout takes effect a latency later."""
+        events = []
+        for o in [o for o in self.resting if o.cancel_ts is not None and o.cancel_ts <= now_ts]:
+            self.resting.remove(o)
+            events.append(OrderCancelled(o.order_id, o.cancel_ts, "timeout", o.remaining))
+        return events
 
     def _apply_fill(self, order: Order, px: float, ts: int) -> Decimal:
         pos = self.position
@@ -319,13 +531,15 @@ class PaperBroker:
                 pos.opened_ts = ts
                 pos.stop_px = pos.target_px = None
         if order.reason == "entry" and not pos.is_flat:
-            # levels rounded to 1e-8: exact enough, and readable in reports
+            # levels rounded to 1e-8: exact enough, and readable in reports; from the average
+            # entry price (one fill: its price; partial fills: where the position stands)
+            base = float(pos.avg_px)
             if order.stop_distance > 0:
-                pos.stop_px = round(px - order.stop_distance if pos.qty > 0
-                                    else px + order.stop_distance, 8)
+                pos.stop_px = round(base - order.stop_distance if pos.qty > 0
+                                    else base + order.stop_distance, 8)
             if order.target_distance > 0:
-                pos.target_px = round(px + order.target_distance if pos.qty > 0
-                                      else px - order.target_distance, 8)
+                pos.target_px = round(base + order.target_distance if pos.qty > 0
+                                      else base - order.target_distance, 8)
         return realized
 
     def _settle_funding_until(self, now_ts: int) -> list:
@@ -361,9 +575,18 @@ class PaperBroker:
         """
         if f.seq <= self.fill_seq or f.order_id in self.filled_order_ids:
             return False
-        order = next((o for o in self.pending if o.order_id == f.order_id), None)
+        order = next((o for o in self.pending + self.resting if o.order_id == f.order_id),
+                     None)
+        partial = f.order_qty is not None and f.order_filled is not None \
+            and f.order_filled < f.order_qty
         if order is not None:
-            self.pending.remove(order)
+            where = self.pending if order in self.pending else self.resting
+            i = where.index(order)
+            if partial:  # a partial fill of a working limit order: it goes on working
+                where[i] = replace(order, filled_qty=f.order_filled)
+            else:
+                where.pop(i)
+            order = replace(order, qty=f.qty)
         else:
             order = Order(order_id=f.order_id, side=f.side, qty=f.qty, reason=f.reason,
                           signal_ts=f.signal_ts or f.fill_ts, signal_px=f.signal_px or f.fill_px,
@@ -380,7 +603,8 @@ class PaperBroker:
             raise ValueError(f"journal fill {f.order_id}: cash {self.ledger.cash} != "
                              f"{f.cash_after}")
         self.fill_seq = f.seq
-        self.filled_order_ids.add(f.order_id)
+        if not partial:
+            self.filled_order_ids.add(f.order_id)
         num = f.order_id.rsplit("-", 1)[-1]
         if num.isdigit():
             self.next_order_num = max(self.next_order_num, int(num) + 1)
@@ -411,6 +635,7 @@ class PaperBroker:
             "mark_px": self.mark_px, "last_funding_ts": self.last_funding_ts,
             "last_close": self.last_close, "order_prefix": self.order_prefix,
             "filled_order_ids": sorted(self.filled_order_ids), "quote_stale": self.quote_stale,
+            "resting": [o.to_dict() for o in self.resting],
             "quote": None if self.quote is None else {
                 "ts": self.quote.ts, "bid": self.quote.bid, "ask": self.quote.ask,
                 "bid_size": self.quote.bid_size, "ask_size": self.quote.ask_size},
@@ -432,5 +657,7 @@ class PaperBroker:
         self.order_prefix = state.get("order_prefix", self.order_prefix)
         self.filled_order_ids = set(state.get("filled_order_ids", []))
         self.quote_stale = bool(state.get("quote_stale", False))
+        self.resting = [Order.from_dict(o) for o in state.get("resting", [])]
+        self.book = None  # the snapshot in force before a restart is not now: the next push
         q = state.get("quote")
         self.quote = None if q is None else Quote(symbol=self.config.symbol, **q)

@@ -9,15 +9,17 @@ The caller holds the session lock around every call (the execution worker calls 
 """
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
+from trading.book import Book
 from trading.candles import CandleBuilder
 from trading.events import (BreakerTripped, ClockTicked, FeedFailureCounted, FrameApplied,
                             JournalNote, KlineApplied, PositionChanged, QuoteApplied,
                             ReconnectApplied,
                             SessionBegan, SignalRaised, SignalSkipped, EquitySampled)
 from trading.model import (Candle, CandleClosed, FeedReconnected, FundingInfo, KlineUpdate,
-                           OrderFilled, OrderRejected, Quote)
+                           OrderFilled, OrderRejected, Quote, TradeTick)
 
 STALE_SIGNAL_MS = 5_000  # a candle closed this late (after a data gap) is not acted on
 
@@ -25,7 +27,8 @@ STALE_SIGNAL_MS = 5_000  # a candle closed this late (after a data gap) is not a
 class TradingEngine:
     """One run's trading state; `emit(event)` receives everything it does."""
 
-    COUNTERS = ("events_in", "quotes_in", "klines_in", "other_symbol", "stale_quotes",
+    COUNTERS = ("events_in", "quotes_in", "klines_in", "books_in", "trades_in", "other_symbol",
+                "stale_quotes",
                 "blocked_signals", "ignored_signals", "error_count", "warmup_candles",
                 "missed_while_down")
 
@@ -95,9 +98,14 @@ class TradingEngine:
             self.emit(KlineApplied(ev))
         elif isinstance(ev, FundingInfo):
             self._broker_events(self.broker.on_funding_info(ev))
+        elif isinstance(ev, Book):
+            self.books_in += 1
+            self.broker.on_book(ev)
+        elif isinstance(ev, TradeTick):
+            self.trades_in += 1
+            self._broker_events(self.broker.on_trade(ev))
         elif isinstance(ev, FeedReconnected):  # an inline replay's marker
             self.reconnected(ev, self.clock.now_ms())
-        # trade ticks are shown by the window; the paper broker fills at bid/ask only
 
     def _on_quote(self, q: Quote) -> None:
         self.quotes_in += 1
@@ -139,7 +147,7 @@ class TradingEngine:
         now = c.closed_ts
         self.broker.on_candle_close(c.close)
         position = self.broker.position.qty
-        pending = bool(self.broker.pending)
+        pending = self.broker.has_working()
         self.emit(CandleClosed(c))
         try:
             signal = self.strategy.on_candle(c, position)
@@ -173,9 +181,21 @@ class TradingEngine:
                 self.ignored_signals += 1
                 self.emit(SignalSkipped(now, side, "in_position", {}))
                 return
-        events = self.broker.submit(signal.side, signal.reason, now_ts=now, signal_ts=now,
-                                    signal_px=c.close, stop_distance=signal.stop_distance,
-                                    target_distance=signal.target_distance)
+        q = self.broker.quote
+        if signal.order_type == "limit" and signal.reason == "entry" and q is not None:
+            # at the best bid (buy) / ask (sell), offset away from the market, on a 0.1 tick
+            buy = signal.side.value == "BUY"
+            raw = q.bid * (1 - signal.offset_bps / 1e4) if buy else \
+                q.ask * (1 + signal.offset_bps / 1e4)
+            price = (math.floor(raw * 10 + 1e-9) if buy else math.ceil(raw * 10 - 1e-9)) / 10
+            events = self.broker.submit_limit(
+                signal.side, signal.reason, now_ts=now, signal_ts=now, signal_px=c.close,
+                price=price, tif=signal.tif, timeout_ms=signal.timeout_ms,
+                stop_distance=signal.stop_distance, target_distance=signal.target_distance)
+        else:
+            events = self.broker.submit(signal.side, signal.reason, now_ts=now, signal_ts=now,
+                                        signal_px=c.close, stop_distance=signal.stop_distance,
+                                        target_distance=signal.target_distance)
         self._broker_events(events)
         self.emit(SignalRaised(now, side, signal.reason, signal.note, c.close))
 

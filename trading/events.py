@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trading.model import (CandleClosed, FeedReconnected, FundingApplied,  # noqa: F401
-                           OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted)
+                           OrderCancelled, OrderFilled, OrderRejected, OrderRested,
+                           OrderSubmitted)
 
 
 # ---- inputs -------------------------------------------------------------------------------

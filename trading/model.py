@@ -195,21 +195,48 @@ class Order:
     reduce_only: bool = False
     stop_distance: float = 0.0
     target_distance: float = 0.0
+    # limit orders: price, time in force (GTC / IOC / POST_ONLY), a timeout after arrival
+    order_type: str = "market"
+    limit_px: float | None = None
+    tif: str = "GTC"
+    timeout_ms: int = 0
+    # a working limit order: what filled, the size ahead of it at its price, when a cancel
+    # (the timeout's, sent after it) takes effect
+    filled_qty: Decimal = Decimal("0")
+    queue_ahead: float = 0.0
+    cancel_ts: int | None = None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.qty - self.filled_qty
 
     def to_dict(self) -> dict:
-        return {"order_id": self.order_id, "side": self.side.value, "qty": str(self.qty),
-                "reason": self.reason, "signal_ts": self.signal_ts, "signal_px": self.signal_px,
-                "due_ts": self.due_ts, "reduce_only": self.reduce_only,
-                "stop_distance": self.stop_distance, "target_distance": self.target_distance}
+        d = {"order_id": self.order_id, "side": self.side.value, "qty": str(self.qty),
+             "reason": self.reason, "signal_ts": self.signal_ts, "signal_px": self.signal_px,
+             "due_ts": self.due_ts, "reduce_only": self.reduce_only,
+             "stop_distance": self.stop_distance, "target_distance": self.target_distance,
+             "order_type": self.order_type}
+        if self.order_type == "limit":
+            d.update({"limit_px": self.limit_px, "tif": self.tif, "timeout_ms": self.timeout_ms,
+                      "filled_qty": str(self.filled_qty), "queue_ahead": self.queue_ahead,
+                      "cancel_ts": self.cancel_ts})
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Order":
+        lim = d.get("limit_px")
         return cls(order_id=str(d["order_id"]), side=Side(d["side"]), qty=Decimal(str(d["qty"])),
                    reason=str(d["reason"]), signal_ts=int(d["signal_ts"]),
                    signal_px=float(d["signal_px"]), due_ts=int(d["due_ts"]),
                    reduce_only=bool(d.get("reduce_only", False)),
                    stop_distance=float(d.get("stop_distance", 0.0)),
-                   target_distance=float(d.get("target_distance", 0.0)))
+                   target_distance=float(d.get("target_distance", 0.0)),
+                   order_type=str(d.get("order_type", "market")),
+                   limit_px=None if lim is None else float(lim), tif=str(d.get("tif", "GTC")),
+                   timeout_ms=int(d.get("timeout_ms", 0)),
+                   filled_qty=Decimal(str(d.get("filled_qty", "0"))),
+                   queue_ahead=float(d.get("queue_ahead", 0.0)),
+                   cancel_ts=None if d.get("cancel_ts") is None else int(d["cancel_ts"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +264,17 @@ class Fill:
     latency_drift_bps: float | None = None
     trigger: str | None = None
     trigger_px: float | None = None
+    # size and depth: the order's quantity and how much of it had filled after this fill, the
+    # legs walked (price, qty per level), VWAP vs best in bps, whether the visible depth ran
+    # out, what priced the fill (book / top_of_book / queue / no_quote_fallback), maker/taker
+    order_qty: Decimal | None = None
+    order_filled: Decimal | None = None
+    order_type: str = "market"
+    liquidity: str = "taker"
+    legs: tuple = ()
+    depth_cost_bps: float = 0.0
+    depth_exhausted: bool = False
+    price_model: str = "top_of_book"
 
     @property
     def mid(self) -> float:
@@ -258,6 +296,13 @@ class Fill:
             "fee": str(self.fee), "fee_bps": self.fee_bps, "realized_pnl": str(self.realized_pnl),
             "trigger": self.trigger, "trigger_px": self.trigger_px,
             "position_after": str(self.position_after), "cash_after": str(self.cash_after),
+            "order_qty": str(self.order_qty if self.order_qty is not None else self.qty),
+            "order_filled": str(self.order_filled if self.order_filled is not None
+                                else self.qty),
+            "order_type": self.order_type, "liquidity": self.liquidity,
+            "legs": ";".join(f"{p}x{q}" for p, q in self.legs),
+            "depth_cost_bps": round(self.depth_cost_bps, 4),
+            "depth_exhausted": self.depth_exhausted, "price_model": self.price_model,
         }
 
     @classmethod
@@ -277,7 +322,27 @@ class Fill:
             signal_ts=opt("signal_ts", int), signal_px=opt("signal_px", float),
             due_ts=opt("due_ts", int), latency_drift_bps=opt("latency_drift_bps", float),
             trigger=opt("trigger", str), trigger_px=opt("trigger_px", float),
+            order_qty=opt("order_qty", lambda v: Decimal(str(v))),
+            order_filled=opt("order_filled", lambda v: Decimal(str(v))),
+            order_type=str(d.get("order_type") or "market"),
+            liquidity=str(d.get("liquidity") or "taker"), legs=parse_legs(d.get("legs")),
+            depth_cost_bps=float(d.get("depth_cost_bps") or 0.0),
+            depth_exhausted=str(d.get("depth_exhausted")).lower() in ("true", "1"),
+            price_model=str(d.get("price_model") or "top_of_book"),
         )
+
+
+def parse_legs(text) -> tuple:
+    """`"87815.0x0.05;87815.5x0.063"` (fills.csv, the journal) -> ((87815.0, Decimal), ...)."""
+    if not text:
+        return ()
+    if isinstance(text, (list, tuple)):
+        return tuple((float(p), Decimal(str(q))) for p, q in text)
+    out = []
+    for part in str(text).split(";"):
+        p, _, q = part.partition("x")
+        out.append((float(p), Decimal(q)))
+    return tuple(out)
 
 
 # ---- events emitted by the broker (past tense) ----
@@ -304,6 +369,15 @@ class OrderCancelled:
     order_id: str
     ts: int
     reason: str
+    remaining: Decimal | None = None  # a limit order's unfilled quantity, cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRested:
+    """A limit order reached the exchange and rests: `order` carries its queue position."""
+
+    order: "Order"
+    ts: int
 
 
 @dataclass(frozen=True, slots=True)

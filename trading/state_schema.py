@@ -284,24 +284,9 @@ def _check_broker(c: _Checker, b: dict, cfg) -> None:
                     c.bad("broker.position.qty", f"notional {abs(qty) * avg:.2f} of {qty} at "
                                                  f"{avg} is beyond {cap:.2f} (the account "
                                                  f"could not have opened it)")
-    orders = c.lst(b, "pending", "broker.pending", cap=1000)
-    for i, o in enumerate(orders):
-        p = f"broker.pending[{i}]"
-        if not isinstance(o, dict):
-            c.bad(p, f"expected an object, got {_kind(o)}")
-            continue
-        c.str_(o, "order_id", f"{p}.order_id", cap=200)
-        c.str_(o, "side", f"{p}.side", ("BUY", "SELL"))
-        q = c.dec(o, "qty", f"{p}.qty", lo=Decimal("0"), hi=MAX_POSITION_QTY)
-        if q is not None and (q <= 0 or not _lot_multiple(q, lot)):
-            c.bad(f"{p}.qty", f"{q} must be > 0 and a multiple of the lot size {lot}")
-        c.str_(o, "reason", f"{p}.reason", ORDER_REASONS)
-        c.ts(o, "signal_ts", f"{p}.signal_ts", optional=False)
-        c.ts(o, "due_ts", f"{p}.due_ts", optional=False)
-        c.num(o, "signal_px", f"{p}.signal_px", positive=True, hi=MAX_PRICE)
-        c.bool_(o, "reduce_only", f"{p}.reduce_only", default=False)
-        for k in ("stop_distance", "target_distance"):
-            c.num(o, k, f"{p}.{k}", 0.0, MAX_PRICE, default=0.0)
+    for key in ("pending", "resting"):
+        for i, o in enumerate(c.lst(b, key, f"broker.{key}", cap=1000)):
+            _check_order(c, o, f"broker.{key}[{i}]", lot, resting=key == "resting")
     c.int_(b, "next_order_num", "broker.next_order_num", 1)
     c.int_(b, "fill_seq", "broker.fill_seq", 0)
     c.ts(b, "funding_due_ts", "broker.funding_due_ts")
@@ -326,6 +311,37 @@ def _check_broker(c: _Checker, b: dict, cfg) -> None:
             c.num(q, k, f"broker.quote.{k}", 0.0, 1e12, default=0.0)
         if bid is not None and ask is not None and bid > ask:
             c.bad("broker.quote", f"crossed: bid {bid} > ask {ask}")
+
+
+def _check_order(c: _Checker, o, p: str, lot, resting: bool) -> None:
+    if not isinstance(o, dict):
+        c.bad(p, f"expected an object, got {_kind(o)}")
+        return
+    c.str_(o, "order_id", f"{p}.order_id", cap=200)
+    c.str_(o, "side", f"{p}.side", ("BUY", "SELL"))
+    q = c.dec(o, "qty", f"{p}.qty", lo=Decimal("0"), hi=MAX_POSITION_QTY)
+    if q is not None and (q <= 0 or not _lot_multiple(q, lot)):
+        c.bad(f"{p}.qty", f"{q} must be > 0 and a multiple of the lot size {lot}")
+    c.str_(o, "reason", f"{p}.reason", ORDER_REASONS)
+    c.ts(o, "signal_ts", f"{p}.signal_ts", optional=False)
+    c.ts(o, "due_ts", f"{p}.due_ts", optional=False)
+    c.num(o, "signal_px", f"{p}.signal_px", positive=True, hi=MAX_PRICE)
+    c.bool_(o, "reduce_only", f"{p}.reduce_only", default=False)
+    for k in ("stop_distance", "target_distance"):
+        c.num(o, k, f"{p}.{k}", 0.0, MAX_PRICE, default=0.0)
+    kind = c.str_(o, "order_type", f"{p}.order_type", ("market", "limit"), default="market")
+    if resting and kind != "limit":
+        c.bad(f"{p}.order_type", "only a limit order can rest")
+    if kind != "limit":
+        return
+    c.num(o, "limit_px", f"{p}.limit_px", positive=True, hi=MAX_PRICE)
+    c.str_(o, "tif", f"{p}.tif", ("GTC", "IOC", "POST_ONLY"), default="GTC")
+    c.int_(o, "timeout_ms", f"{p}.timeout_ms", 0, 86_400_000, default=0)
+    done = c.dec(o, "filled_qty", f"{p}.filled_qty", lo=Decimal("0"), hi=MAX_POSITION_QTY)
+    if done is not None and q is not None and (done >= q or not _lot_multiple(done, lot)):
+        c.bad(f"{p}.filled_qty", f"{done} must be below the order's {q} and a lot multiple")
+    c.num(o, "queue_ahead", f"{p}.queue_ahead", 0.0, 1e12, default=0.0)
+    c.ts(o, "cancel_ts", f"{p}.cancel_ts")
 
 
 def _check_breaker(c: _Checker, b: dict) -> None:

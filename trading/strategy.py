@@ -23,6 +23,12 @@ class Signal:
     stop_distance: float = 0.0  # price distance of the stop-loss from the fill (entries)
     target_distance: float = 0.0  # price distance of the take-profit from the fill (entries)
     note: str = ""
+    # how to enter: "market", or "limit" at the best bid (buy) / ask (sell) -/+ offset_bps,
+    # in force `tif`, cancelled `timeout_ms` after it reaches the exchange (exits: market)
+    order_type: str = "market"
+    offset_bps: float = 0.0
+    tif: str = "GTC"
+    timeout_ms: int = 0
 
 
 class Strategy(Protocol):
@@ -52,8 +58,20 @@ class MomentumParams:
     stop_atr: float = 1.5
     target_atr: float = 2.5
     min_gap_bps: float = 0.5
+    order_type: str = "market"  # entries: market or limit (exits are always market)
+    limit_offset_bps: float = 0.0  # a limit entry at the best bid/ask -/+ this many bps
+    limit_timeout_s: float = 30.0  # an unfilled limit entry is cancelled this long after
+    limit_tif: str = "GTC"  # GTC, IOC or POST_ONLY
 
     def __post_init__(self) -> None:
+        if self.order_type not in ("market", "limit"):
+            raise ValueError("strategy: order_type must be market or limit")
+        if not (math.isfinite(self.limit_offset_bps) and -100 <= self.limit_offset_bps <= 1000):
+            raise ValueError("strategy: limit_offset_bps must be in [-100, 1000]")
+        if not (math.isfinite(self.limit_timeout_s) and 0 <= self.limit_timeout_s <= 86_400):
+            raise ValueError("strategy: limit_timeout_s must be in [0, 86400]")
+        if self.limit_tif not in ("GTC", "IOC", "POST_ONLY"):
+            raise ValueError("strategy: limit_tif must be GTC, IOC or POST_ONLY")
         if not (1 <= self.fast < self.slow <= 500):
             raise ValueError("strategy: need 1 <= fast < slow <= 500")
         if not 1 <= self.hold_bars <= 1000:
@@ -153,7 +171,9 @@ class EmaMomentumStrategy:
             return None
         side = Side.BUY if gap > 0 else Side.SELL
         return Signal(side=side, reason="entry", stop_distance=p.stop_atr * atr,
-                      target_distance=p.target_atr * atr, note=f"ema gap {gap:.2f} bps")
+                      target_distance=p.target_atr * atr, note=f"ema gap {gap:.2f} bps",
+                      order_type=p.order_type, offset_bps=p.limit_offset_bps, tif=p.limit_tif,
+                      timeout_ms=int(p.limit_timeout_s * 1000))
 
     def state(self) -> dict:
         return {"params": asdict(self.params), "ema_fast": self._ema_fast,

@@ -133,14 +133,15 @@ def test_parse_depth_book1_push():
                             symbol="BTCUSDT")]
 
 
-def test_parse_depth_book5_takes_the_best_level():
+def test_parse_depth_book5_takes_the_best_level_and_keeps_the_book():
     frame = {"ch": "depth_book5", "symbol": "BTCUSDT", "ts": TS,
              "data": {"b": [["97000.0", "1"], ["96999.5", "2"]],
                       "a": [["97000.4", "3"], ["97001.0", "4"]]}}
 
-    (q,) = parse_frame(raw(frame))
+    q, book = parse_frame(raw(frame))
 
     assert (q.bid, q.bid_size, q.ask, q.ask_size) == (97000.0, 1.0, 97000.4, 3.0)
+    assert book.bids == ((97000.0, 1.0), (96999.5, 2.0)) and book.ts == TS
 
 
 def test_parse_tickers_reads_bd_ak_and_sizes_per_row():

@@ -77,8 +77,9 @@ def test_open_creates_tables_with_text_money_columns(journal, tmp_path):
     assert set(TABLE_NAMES) == {"sessions", "orders", "fills", "equity", "funding", "candles", "events"}
     assert set(TABLE_NAMES) <= tables
     fills = column_types(path, "fills")
-    assert len(fills) == 24
-    assert {fills[c] for c in ("qty", "fee", "realized_pnl", "position_after", "cash_after")} == {
+    assert len(fills) == 33
+    assert {fills[c] for c in ("qty", "fee", "realized_pnl", "position_after", "cash_after",
+                               "order_qty", "order_filled")} == {
         "TEXT"
     }
     assert fills["fill_px"] == "REAL"
@@ -269,3 +270,34 @@ def test_journal_left_by_a_crash_keeps_its_wal_data(tmp_path):
         assert journal.repaired_from is None
         assert [f["order_id"] for f in journal.fills()] == ["o-1"]
     assert not Path(f"{crashed}.corrupt").exists()
+
+
+def test_an_order_filled_in_parts_keeps_every_part_once(journal):
+    row = {"order_id": "r-00001", "run_id": "r", "side": "BUY", "qty": "0.004", "reason": "entry",
+           "fill_ts": 1, "fill_px": 100.0, "fee": "0.1", "realized_pnl": "0",
+           "position_after": "0.004", "cash_after": "99.9", "order_qty": "0.010",
+           "order_filled": "0.004", "liquidity": "maker"}
+    assert journal.record_fill({**row, "seq": 1})
+    assert journal.record_fill({**row, "seq": 2, "fill_ts": 2, "order_filled": "0.008"})
+    assert not journal.record_fill({**row, "seq": 2})  # the same part again: ignored
+    got = journal.fills("r")
+    assert [(f["seq"], f["order_filled"]) for f in got] == [(1, "0.004"), (2, "0.008")]
+
+
+def test_a_journal_keyed_by_order_id_is_rebuilt_with_every_fill(tmp_path):
+    from storage.journal import Journal
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # the fills table of earlier versions
+        conn.execute("CREATE TABLE fills (order_id TEXT PRIMARY KEY, run_id TEXT, seq INTEGER, "
+                     "side TEXT, qty TEXT, fill_ts INTEGER, fill_px REAL, fee TEXT)")
+        conn.executemany("INSERT INTO fills VALUES (?, 'old', ?, 'BUY', '0.1', ?, 100.0, '0.5')",
+                         [("old-00001", 1, 10), ("old-00002", 2, 20)])
+    j = Journal.open(path)
+    try:
+        got = j.fills("old")
+        assert [(f["order_id"], f["seq"], f["fee"]) for f in got] == [
+            ("old-00001", 1, "0.5"), ("old-00002", 2, "0.5")]
+        assert j.record_fill({"order_id": "old-00002", "run_id": "old", "seq": 3, "fill_ts": 30})
+        assert len(j.fills("old")) == 3
+    finally:
+        j.close()

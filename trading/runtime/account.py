@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -237,11 +238,21 @@ def resume_from(s, state: dict) -> None:
     if applied:
         s.repairs.append(f"{applied} journalled fill(s) applied to the state")
     # 2. orders the journal has as pending that the state file never saw
-    known = {o.order_id for o in s.broker.pending} | s.broker.filled_order_ids
+    known = {o.order_id for o in s.broker.pending + s.broker.resting} \
+        | s.broker.filled_order_ids
+    filled: dict = {}
+    for row in j.fills(s.run_id):
+        filled[row["order_id"]] = filled.get(row["order_id"], Decimal("0")) + Decimal(row["qty"])
     for row in j.orders(s.run_id):
-        if row.get("status") == "pending" and row["order_id"] not in known:
+        working = row.get("status") in ("pending", "resting", "partially_filled")
+        if working and row["order_id"] not in known:
             try:
                 order = Order.from_dict(json.loads(row.get("detail") or "{}"))
+                done = filled.get(order.order_id, Decimal("0"))
+                if order.order_type == "limit":  # it goes out again: a new queue position
+                    order = replace(order, filled_qty=done, queue_ahead=0.0, cancel_ts=None)
+                if done >= order.qty:
+                    continue
             except (ValueError, KeyError, TypeError):
                 j.set_order_status(row["order_id"], "cancelled", int(time.time() * 1000),
                                    "lost in a crash before it was saved")

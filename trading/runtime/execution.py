@@ -105,7 +105,7 @@ class ExecutionWorker:
 
     def _next_due(self) -> int | None:
         with self.lock:
-            return self.broker.pending[0].due_ts if self.broker.pending else None
+            return self.broker.next_due()
 
     def _run(self) -> None:
         while True:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import websocket
 
-from trading.bitunix import parse_frame_ch, ping_message, subscribe_message
+from trading.bitunix import QUIET_CHANNELS, parse_frame_ch, ping_message, subscribe_message
 from trading.model import FeedReconnected, Pong
 from trading.events import FrameReceived
 
@@ -110,6 +110,7 @@ class FeedConfig:
     # live only (push times are the exchange's clock, not recorded data times): compare them
     # with the local clock over the first pushes, log the skew, WARN above the limit
     channel_stale_s: float = 10.0  # one channel silent this long while others push
+    quiet_channels: tuple = QUIET_CHANNELS  # never judged silent (trades pause)
     channel_tries: int = 3  # resubscribes of a silent channel before the connection is rebuilt
     check_clock_skew: bool = False
     clock_skew_samples: int = 5
@@ -332,6 +333,8 @@ class MarketFeed:
         if not flowing:
             return True  # the whole feed is quiet: the connection-level check handles that
         for symbol, ch in sorted(self.subscriptions):
+            if ch in c.quiet_channels:
+                continue  # trades may rightly pause: silence there rebuilds nothing
             seen = last.get(ch, 0.0)
             since = max(seen if seen >= subscribed_at else subscribed_at,
                         self._asked_at.get(ch, 0.0))

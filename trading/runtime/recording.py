@@ -31,7 +31,8 @@ from pathlib import Path
 import orjson
 
 from trading.events import (ClockTicked, DataSkipped, FrameApplied, FundingApplied,
-                            OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted,
+                            OrderCancelled, OrderFilled, OrderRejected, OrderRested,
+                            OrderSubmitted,
                             ReconnectApplied, SegmentEnded, SegmentStarted, SessionEnded,
                             WarmupFetched)
 
@@ -56,7 +57,8 @@ class Recorder:
     TYPES = (FrameApplied, ClockTicked, ReconnectApplied, SegmentStarted, SessionEnded,
              WarmupFetched, DataSkipped, SegmentEnded)
 
-    SYNC_TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, OrderRejected, FundingApplied)
+    SYNC_TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, OrderRejected, FundingApplied,
+                  OrderRested)
 
     def __init__(self, path: Path, header: dict, max_mb: float = DEFAULT_MAX_MB,
                  flush_every_s: float = 1.0) -> None:

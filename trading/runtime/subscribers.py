@@ -12,7 +12,7 @@ import logging
 from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, EquitySampled,
                             FundingApplied, HealthSampled, JournalNote, KlineApplied,
                             OfflineFellBack, OrderCancelled, OrderFilled, OrderRejected,
-                            OrderSubmitted, PositionChanged, QuoteApplied, ReconnectApplied,
+                            OrderRested, OrderSubmitted, PositionChanged, QuoteApplied, ReconnectApplied,
                             SessionBegan, SessionFinished, SignalRaised, SignalSkipped,
                             StatusLine)
 
@@ -40,11 +40,19 @@ class JournalWriter:
         elif isinstance(ev, OrderFilled):
             f = ev.fill
             j.record_fill({**f.to_dict(), "run_id": run_id})
-            j.set_order_status(f.order_id, "filled", f.fill_ts)
+            part = f.order_qty is not None and f.order_filled is not None \
+                and f.order_filled < f.order_qty
+            # the detail keeps the order's JSON: a restart restores a working order from it
+            j.set_order_status(f.order_id, "partially_filled" if part else "filled", f.fill_ts)
+        elif isinstance(ev, OrderRested):
+            o = ev.order
+            j.set_order_status(o.order_id, "partially_filled" if o.filled_qty else "resting",
+                               ev.ts, json.dumps(o.to_dict()))
         elif isinstance(ev, OrderRejected):
             j.set_order_status(ev.order_id, "rejected", ev.ts, ev.reason)
         elif isinstance(ev, OrderCancelled):
-            j.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason)
+            j.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason + (
+                f" ({ev.remaining} unfilled)" if ev.remaining is not None else ""))
         elif isinstance(ev, FundingApplied):
             j.record_funding({"run_id": run_id, "ts": ev.ts, "rate": ev.rate,
                               "mark_px": ev.mark_px, "position_qty": str(ev.position_qty),
@@ -57,13 +65,13 @@ class JournalWriter:
             j.record_event(run_id, ev.ts, ev.kind, ev.detail)
 
     TYPES = (OrderSubmitted, OrderFilled, OrderRejected, OrderCancelled, FundingApplied,
-             CandleClosed, EquitySampled, JournalNote)
+             CandleClosed, EquitySampled, JournalNote, OrderRested)
 
 
 class StateWriter:
     """Saves the state file after every event that changes the account (after the journal)."""
 
-    TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, FundingApplied)
+    TYPES = (OrderSubmitted, OrderFilled, OrderCancelled, FundingApplied, OrderRested)
 
     def __init__(self, save) -> None:
         self.save = save
@@ -99,7 +107,8 @@ class LogWriter:
     """The log lines of trading: fills, signals, rejects, cancels, funding, breaker trips."""
 
     TYPES = (OrderFilled, OrderRejected, OrderCancelled, FundingApplied, SignalRaised,
-             SignalSkipped, BreakerTripped, ReconnectApplied, JournalNote, SessionBegan)
+             SignalSkipped, BreakerTripped, ReconnectApplied, JournalNote, SessionBegan,
+             OrderRested)
 
     def __call__(self, ev) -> None:
         if isinstance(ev, OrderFilled):
@@ -110,7 +119,9 @@ class LogWriter:
                     "reason": f.reason, "candle_close": f.signal_px, "fill_px": f.fill_px,
                     "bid": f.bid, "ask": f.ask, "latency_ms": f.latency_ms,
                     "latency_drift_bps": round(f.latency_drift_bps or 0.0, 3),
-                    "spread_cost_bps": round(f.spread_cost_bps, 3), "fee": str(f.fee)})
+                    "spread_cost_bps": round(f.spread_cost_bps, 3), "fee": str(f.fee),
+                    "liquidity": f.liquidity, "depth_cost_bps": round(f.depth_cost_bps, 3),
+                    "order_filled": f"{f.order_filled}/{f.order_qty}"})
             else:
                 log.info("Exit Fill", extra={
                     "order_id": f.order_id, "side": f.side.value, "qty": str(f.qty),
@@ -119,7 +130,15 @@ class LogWriter:
         elif isinstance(ev, OrderRejected):
             log.warning("order_rejected", extra={"order_id": ev.order_id, "reason": ev.reason})
         elif isinstance(ev, OrderCancelled):
-            log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason})
+            log.info("order_cancelled", extra={"order_id": ev.order_id, "reason": ev.reason,
+                                               "remaining": None if ev.remaining is None
+                                               else str(ev.remaining)})
+        elif isinstance(ev, OrderRested):
+            o = ev.order
+            log.info("order_resting", extra={"order_id": o.order_id, "side": o.side.value,
+                                             "limit_px": o.limit_px, "tif": o.tif,
+                                             "remaining": str(o.remaining),
+                                             "queue_ahead": o.queue_ahead})
         elif isinstance(ev, FundingApplied):
             log.info("funding_applied", extra={"amount": str(ev.amount), "rate": ev.rate,
                                                "mark_px": ev.mark_px})
@@ -170,13 +189,27 @@ class WindowPublisher:
             p("candle", ev.candle)
         elif isinstance(ev, OrderSubmitted):
             p("order", ev.order)
+        elif isinstance(ev, OrderRested):
+            p("order", ev.order)  # the same row, now resting with its queue position
         elif isinstance(ev, OrderFilled):
-            p("fill", ev.fill.to_dict())
-            p("order_done", {"order_id": ev.fill.order_id, "status": "filled",
-                             "reason": ev.fill.reason})
-        elif isinstance(ev, (OrderRejected, OrderCancelled)):
-            p("order_done", {"order_id": ev.order_id, "status": "rejected" if isinstance(
-                ev, OrderRejected) else "cancelled", "reason": ev.reason})
+            f = ev.fill
+            p("fill", f.to_dict())
+            if f.order_qty is not None and f.order_filled is not None \
+                    and f.order_filled < f.order_qty:
+                p("order_progress", {"order_id": f.order_id, "filled": str(f.order_filled),
+                                     "remaining": str(f.order_qty - f.order_filled),
+                                     "status": "partially filled"})
+            else:
+                p("order_done", {"order_id": f.order_id, "status": "filled",
+                                 "reason": f.reason})
+        elif isinstance(ev, OrderRejected):
+            p("order_done", {"order_id": ev.order_id, "status": "rejected",
+                             "reason": ev.reason})
+        elif isinstance(ev, OrderCancelled):
+            done = {"order_id": ev.order_id, "status": "cancelled", "reason": ev.reason}
+            if ev.remaining is not None:
+                done["remaining"] = str(ev.remaining)
+            p("order_done", done)
         elif isinstance(ev, PositionChanged):
             p("position", {"qty": ev.qty, "avg_px": ev.avg_px, "stop_px": ev.stop_px,
                            "target_px": ev.target_px})
