@@ -229,7 +229,7 @@ class Timeline:
     def __init__(self, data, *, symbol: str = "BTCUSDT", seed: int = 0,
                  start_index: int | None = None, start_ts: int | None = None,
                  spread_usd: float = 1.0, quotes_per_minute: int = 20,
-                 kline_every_ms: int = 500) -> None:
+                 kline_every_ms: int = 500, depth_model=None) -> None:
         if not data.rows:
             raise ValueError("no market data rows to replay")
         if not isinstance(symbol, str) or not symbol:
@@ -244,6 +244,7 @@ class Timeline:
         if not (math.isfinite(spread_usd) and spread_usd > 0):
             raise ValueError(f"spread_usd must be > 0, got {spread_usd!r}")
         self.data = data
+        self.depth_model = depth_model  # synthetic depth_book15 where the data has no depth
         self.kind = data.kind
         self.symbol = symbol
         self.seed = int(seed)
@@ -306,9 +307,68 @@ class Timeline:
         return self._minute_ts[index]
 
     def __iter__(self) -> Iterator[tuple[int, dict]]:
-        if self._bars:
-            return self._iter_bars()
-        return self._iter_ticks()
+        base = self._iter_bars() if self._bars else self._iter_ticks()
+        books = getattr(self.data, "books", None)
+        trades = getattr(self.data, "trades", None)
+        if books is None and self.depth_model is None and not trades:
+            return base
+        return self._with_depth_and_trades(base, books, trades)
+
+    @property
+    def depth_source(self) -> str:
+        """What the depth_book15 pushes of this replay are, in words."""
+        if getattr(self.data, "books", None) is not None:
+            return self.data.depth_source
+        if self.depth_model is not None:
+            return "synthetic beyond the top level (calibrated model); the top is the real quote"
+        return "top of book only"
+
+    def _with_depth_and_trades(self, base, books, trades):
+        """After each best bid/ask push, the depth_book15 push of the same instant: the
+        recorded book, or the real top plus modelled levels; real trades merged in time."""
+        sym = self.symbol
+        by_ts = {}
+        if books is not None:
+            for r, bk in zip(self.data.rows, books):
+                by_ts[int(r[0])] = bk
+        rng = random.Random(self.seed * 7919 + 15)
+        tick = 10.0 ** -self._decimals if self._decimals else 1.0
+        px, size = _px_cached(), _size
+        model = self.depth_model
+        ti = 0
+        if trades:
+            ti = bisect.bisect_left([t[0] for t in trades], self.start_ts)
+        nt = len(trades) if trades else 0
+        for ts, frame in base:
+            while ti < nt and trades[ti][0] <= ts:
+                t = trades[ti]
+                batch = []
+                t_ts = t[0]
+                while ti < nt and trades[ti][0] == t_ts:
+                    t = trades[ti]
+                    side = "sell" if t[3] == 1.0 else "buy"
+                    batch.append({"t": _iso_s(int(t[0])), "p": px(t[1]), "v": _vol(t[2]),
+                                  "s": side})
+                    ti += 1
+                yield int(t_ts), {"ch": "trade", "symbol": sym, "ts": int(t_ts),
+                                  "data": batch}
+            yield ts, frame
+            if frame.get("ch") != "depth_book1":
+                continue
+            d = frame["data"]
+            real = by_ts.get(ts)
+            if real is not None:
+                bids, asks = real
+            elif model is not None:
+                bid, bsz = float(d["b"][0][0]), float(d["b"][0][1]) or 0.001
+                ask, asz = float(d["a"][0][0]), float(d["a"][0][1]) or 0.001
+                bids = model.levels(bid, bsz, True, tick, rng)
+                asks = model.levels(ask, asz, False, tick, rng)
+            else:
+                continue
+            yield ts, {"ch": "depth_book15", "symbol": sym, "ts": ts,
+                       "data": {"b": [[px(p), size(s)] for p, s in bids],
+                                "a": [[px(p), size(s)] for p, s in asks]}}
 
     def iter_frames_bytes(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(data_ts_ms, frame_json_bytes)``: the same frames, pre-serialised."""
@@ -762,8 +822,8 @@ def _uncross(bid: float, ask: float, bl: float, bh: float, al: float, ah: float)
 def build_timeline(data, *, symbol: str = "BTCUSDT", seed: int = 0,
                    start_index: int | None = None, start_ts: int | None = None,
                    spread_usd: float = 1.0, quotes_per_minute: int = 20,
-                   kline_every_ms: int = 500) -> Timeline:
+                   kline_every_ms: int = 500, depth_model=None) -> Timeline:
     """Build a lazy timeline of Bitunix push frames from loaded market data (see Timeline)."""
     return Timeline(data, symbol=symbol, seed=seed, start_index=start_index, start_ts=start_ts,
                     spread_usd=spread_usd, quotes_per_minute=quotes_per_minute,
-                    kline_every_ms=kline_every_ms)
+                    kline_every_ms=kline_every_ms, depth_model=depth_model)

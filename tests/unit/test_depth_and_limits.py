@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -220,3 +221,59 @@ def test_a_walk_fills_everything_at_a_vwap_between_best_and_the_cap(levels, lots
     assert w.cost_bps(buy) >= -1e-6
     lo, hi = (best, best * (1 + IMPACT_CAP)) if buy else (best * (1 - IMPACT_CAP), best)
     assert lo - 1e-6 <= w.vwap <= hi + 1e-6
+
+
+# ---- the real Binance books ----
+
+REAL = Path(__file__).resolve().parents[2] / "resources" / "data" / \
+    "btcusdt_perp_binance_depth15_2windows.jsonl.gz"
+
+
+def test_a_market_order_on_a_replayed_binance_book_pays_the_depth_that_book_implies():
+    """Replay the shipped window's frames through the parser and the broker; a buy larger than
+    the best level at
+    a known instant fills at the VWAP of that instant's recorded asks, computed here by hand
+    from the file's own lines."""
+    import gzip
+
+    from trading.bitunix import parse_frame_ch
+    from trading.replay import build_timeline
+    from trading.runtime.datafiles import load_market_file
+    data = load_market_file(REAL)
+    tl = build_timeline(data, start_index=0)
+    br = PaperBroker(BrokerConfig(latency_ms=0), order_prefix="t")
+    target = None
+    for n, (ts, raw) in enumerate(tl.iter_frames_bytes()):
+        _ch, events = parse_frame_ch(raw)
+        for ev in events:
+            if isinstance(ev, Quote):
+                br.on_quote(ev)
+            elif isinstance(ev, Book):
+                br.on_book(ev)
+        if n > 4000 and isinstance(events[-1] if events else None, Book):
+            target = ts
+            break
+    assert target is not None and br.book.ts == target
+    lines = [json.loads(x) for x in gzip.open(REAL, "rt")]
+    rec = [r for r in lines if r["ts_ms"] == target][-1]
+    asks = [(float(p), float(s)) for p, s in rec["asks"]]
+    # larger than the best level: all of it, the second, and half the third
+    qty = D(int((asks[0][1] + asks[1][1] + asks[2][1] / 2) * 1000)) / 1000
+    assert qty > D(repr(asks[0][1]))
+    left, cost, legs = float(qty), 0.0, 0
+    for p, s in asks:
+        take = min(left, s)
+        cost += take * p
+        left -= take
+        legs += 1
+        if left <= 1e-12:
+            break
+    assert left <= 1e-9
+    by_hand = cost / float(qty)
+    br.submit(Side.BUY, "entry", now_ts=target, signal_ts=target, signal_px=asks[0][0],
+              qty=qty)
+    (f,) = fills(br.advance(target))
+    assert f.price_model == "book" and not f.depth_exhausted and len(f.legs) == legs
+    assert f.fill_px == pytest.approx(by_hand, abs=1e-6)
+    assert f.depth_cost_bps == pytest.approx((by_hand - asks[0][0]) / asks[0][0] * 1e4, abs=1e-6)
+    assert f.depth_cost_bps > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import io
 import math
 import statistics
@@ -72,6 +73,11 @@ class MarketData:
     windows: list = field(default_factory=list)
     source: str = ""
     volume_is_quote: bool = False
+    # real depth: per quote row, the snapshot's levels ((bids), (asks)) of (price, size)
+    books: list | None = None
+    # real trades of the same span: (ts, price, qty, is_buyer_maker) rows, time order
+    trades: list | None = None
+    depth_source: str = ""  # what the depth beyond the top is: "" (none) or a description
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -93,6 +99,12 @@ class MarketData:
     def __repr__(self) -> str:
         return (f"MarketData(kind={self.kind!r}, rows={len(self.rows)}, "
                 f"windows={len(self.windows)}, source={self.source!r})")
+
+
+def default_depth_model():
+    """The synthetic-depth model calibrated on real books (resources/data/depth_model.json)."""
+    from trading.depth_model import DepthModel
+    return DepthModel.load(default_replay_file().parent / "depth_model.json")
 
 
 def default_replay_file() -> Path:
@@ -123,8 +135,12 @@ def _open_text(path: Path):
 
 
 def load_market_file(path: str | Path) -> MarketData:
-    """Read one CSV / CSV.gz file of any supported layout; raise ValueError on any bad input."""
+    """Read one CSV / CSV.gz file of any supported layout; raise ValueError on any bad input.
+    A `.jsonl.gz` depth recording (top-15 books) is a quote-tick replay with its real depth
+    and the trades of the same windows (a trade-ticks file beside it)."""
     path = Path(path)
+    if path.name.endswith(".jsonl.gz") or path.name.endswith(".jsonl"):
+        return load_depth_file(path)
     try:
         fh = _open_text(path)
     except OSError as e:
@@ -415,3 +431,59 @@ _ROW_PARSERS = {
     "trade_ticks": _trade_tick_parser,
     "ohlcv": _ohlcv_parser,
 }
+
+
+def load_depth_file(path: Path, trades_path: Path | None = None) -> MarketData:
+    """Real top-15 books, one JSON object a line (`ts_ms`, `window`, `bids`, `asks` as
+    [price, size] strings, best first), as quote ticks with their books; trades from
+    `trades_path` (default: a `*trade_ticks*.csv*` file beside it) within the same windows."""
+    from trading.book import Book
+    from trading.model import ValidationError
+    path = Path(path)
+    rows, books, windows, names = [], [], [], []
+    try:
+        fh = gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") \
+            else open(path, encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot open: {e.strerror or e}") from None
+    try:
+        with fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    ts = int(d["ts_ms"])
+                    bids = tuple((float(p), float(s)) for p, s in d["bids"])
+                    asks = tuple((float(p), float(s)) for p, s in d["asks"])
+                    Book(ts=ts, bids=bids, asks=asks)  # validated like a pushed book
+                except (ValueError, KeyError, TypeError, ValidationError) as e:
+                    raise ValueError(f"{path}: line {n}: not a depth snapshot: "
+                                     f"{type(e).__name__}: {e}") from None
+                if rows and ts < rows[-1][0]:
+                    raise ValueError(f"{path}: line {n}: time goes backwards")
+                w = str(d.get("window", ""))
+                if not names or w != names[-1] or ts - rows[-1][0] > 60_000:
+                    if rows:
+                        windows.append((windows[-1][1] if windows else 0, len(rows)))
+                    names.append(w)
+                rows.append((float(ts), bids[0][0], asks[0][0], bids[0][1], asks[0][1]))
+                books.append((bids, asks))
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{path}: unreadable data: {type(e).__name__}: {e}") from None
+    if not rows:
+        raise ValueError(f"{path}: no depth snapshots")
+    windows.append((windows[-1][1] if windows else 0, len(rows)))
+    if trades_path is None:
+        near = sorted(path.parent.glob("*trade_ticks*.csv*"))
+        trades_path = near[0] if near else None
+    trades = []
+    if trades_path is not None:
+        t = load_market_file(trades_path)
+        if t.kind != "trade_ticks":
+            raise ValueError(f"{trades_path}: not trade ticks")
+        spans = [(rows[lo][0], rows[hi - 1][0]) for lo, hi in windows]
+        trades = [r for r in t.rows if any(a <= r[0] <= b for a, b in spans)]
+    return MarketData("quote_ticks", rows, windows, source=str(path), books=books,
+                      trades=trades or None,
+                      depth_source=f"real depth ({path.name}: top 15 levels)")

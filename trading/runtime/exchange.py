@@ -40,6 +40,7 @@ from websockets.http11 import Response
 from websockets.sync.server import serve
 
 from trading.replay import MAX_HISTORY, Timeline, build_timeline
+from trading.runtime.datafiles import default_depth_model
 from trading.runtime.datafiles import MarketData, default_replay_file, load_market_file
 
 __all__ = ["LocalExchange", "ChaosPlan", "Fault", "FAULT_KINDS", "WS_PATH", "KLINE_PATH"]
@@ -48,8 +49,8 @@ log = logging.getLogger("btc_laptop_agents.exchange")
 
 WS_PATH = "/public/"
 KLINE_PATH = "/api/v1/futures/market/kline"
-CHANNELS = ("market_kline_1min", "depth_book1", "trade", "tickers", "price")
-SNAPSHOT_CHANNELS = ("depth_book1", "market_kline_1min", "tickers", "price")
+CHANNELS = ("market_kline_1min", "depth_book1", "depth_book15", "trade", "tickers", "price")
+SNAPSHOT_CHANNELS = ("depth_book1", "depth_book15", "market_kline_1min", "tickers", "price")
 MAX_CLIENT_MSGS_PER_S = 5           # Bitunix disconnects a client sending more
 MAX_GAP_MS = 60_000                 # longer silences in the data are skipped, not waited out
 PARAM_ERROR_CODE = 10002  # Bitunix: 10001 network error, 10002 parameter error
@@ -374,7 +375,7 @@ class LocalExchange:
                  greeting: bool = True, queue_size: int = 20_000,
                  quotes_per_minute: int = 20, kline_every_ms: int = 500,
                  rest_layout: str = "documented", clock: str = "data",
-                 clock_skew_ms: int = 0) -> None:
+                 clock_skew_ms: int = 0, synthetic_depth: bool = True) -> None:
         if data is None:
             data = load_market_file(default_replay_file())
         self.data = data
@@ -404,9 +405,12 @@ class LocalExchange:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         self.queue_size = int(queue_size)
+        # depth_book15: the data's own books, else the real top plus the calibrated model
+        model = default_depth_model() if synthetic_depth and data.books is None else None
         self.timeline: Timeline = build_timeline(
             data, symbol=symbol, seed=self.seed, start_index=start_index, spread_usd=spread_usd,
-            quotes_per_minute=quotes_per_minute, kline_every_ms=kline_every_ms)
+            quotes_per_minute=quotes_per_minute, kline_every_ms=kline_every_ms,
+            depth_model=model)
         self._lock = threading.Lock()          # clients, subscriptions, latest frames
         self._stats_lock = threading.Lock()
         self._clients: dict[int, _Client] = {}

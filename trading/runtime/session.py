@@ -99,7 +99,7 @@ class Session:
         self.fatal = False
         self.defunct = False  # set when the watchdog gave up waiting for this segment's thread
         self.wall_seconds_before, self.data_skipped_ms, self.downtime_ms = 0.0, 0, 0
-        self.rest_volume_layout = None
+        self.rest_volume_layout, self.depth_source = None, ""
         self.replay_inputs = self.recording_pos = None
         self.recorded_frames_before = 0  # frames earlier segments of this run recorded
         if cfg.source == "recording":  # a bad reference fails here, before anything is written

@@ -60,6 +60,7 @@ def start_source(s) -> None:
         s.inline = s.replay_inputs
         return
     if source == "bitunix":
+        s.depth_source = "Bitunix depth_book15 (top 15 levels)"
         warm_up_rest(s, cfg.bitunix_rest_url)
         start_feed(s, cfg.bitunix_ws_url)
     else:
@@ -139,6 +140,7 @@ def start_exchange(s, data) -> None:
                                chaos=cfg.chaos, start_index=pick_start_index(s, data),
                                spread_usd=cfg.spread_usd)
     s.exchange.start()
+    s.depth_source = s.exchange.timeline.depth_source
     log.info("local_exchange_started", extra={"ws_url": s.exchange.ws_url,
                                               "speed": cfg.speed_label})
 
@@ -146,8 +148,12 @@ def start_exchange(s, data) -> None:
 def inline_timeline(s, data):
     from trading.replay import build_timeline
     cfg = s.config
+    from trading.runtime.datafiles import default_depth_model
+    model = default_depth_model() if data.books is None else None
     tl = build_timeline(data, symbol=cfg.symbol, seed=cfg.seed,
-                        start_index=pick_start_index(s, data), spread_usd=cfg.spread_usd)
+                        start_index=pick_start_index(s, data), spread_usd=cfg.spread_usd,
+                        depth_model=model)
+    s.depth_source = tl.depth_source
     body = dumps({"code": 0, "msg": "Success", "data": tl.history(tl.start_ts, 200)})
     apply_warmup(s, *parse_rest_klines_layout(body), source="replay history")
     return tl
