@@ -55,7 +55,11 @@ _BROKER_FIELDS = {"starting_balance": "starting_cash", "taker_fee_bps": "taker_f
                   "maker_fee_bps": "maker_fee_bps", "slip_bps": "slip_bps",
                   "latency_ms": "latency_ms", "risk_per_trade": "risk_per_trade"}
 BREAKER_FIELDS = tuple(f.name for f in fields(BreakerConfig))
-STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams))
+# the signal's parameters; how entries are sent (order_type, limit_*) comes from the command
+# line, not from this dialog
+STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams)
+                        if f.name not in ("order_type", "limit_offset_bps", "limit_timeout_s",
+                                          "limit_tif"))
 
 
 @dataclass

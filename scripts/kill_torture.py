@@ -45,7 +45,8 @@ def state_at_kill(data_dir: Path) -> tuple[int, int]:
     """Return (position open?, order pending?) from the last saved state, as 0/1."""
     try:
         b = json.loads((data_dir / "paper" / "broker_state.json").read_text())["broker"]
-        return int(Decimal(b["position"]["qty"]) != 0), int(bool(b["pending"]))
+        return int(Decimal(b["position"]["qty"]) != 0), int(bool(b["pending"])
+                                                             or bool(b.get("resting")))
     except (OSError, ValueError, KeyError):
         return 0, 0
 
@@ -61,8 +62,9 @@ def audit(data_dir: Path) -> dict:
         "SELECT * FROM fills WHERE run_id = ? ORDER BY seq", (run_id,))]
     funding = [dict(r) for r in db.execute("SELECT * FROM funding WHERE run_id = ?", (run_id,))]
     db.close()
-    j_ids = [f["order_id"] for f in j_fills]
-    c_ids = [f["order_id"] for f in csv_fills]
+    # a fill is its order id and sequence number (a limit order fills in parts)
+    j_ids = [(f["order_id"], int(f["seq"])) for f in j_fills]
+    c_ids = [(f["order_id"], int(f["seq"])) for f in csv_fills]
     seqs = [f["seq"] for f in j_fills]
     start = Decimal(str(report["starting_equity"]))
     realized = sum((Decimal(f["realized_pnl"]) for f in j_fills), Decimal(0))
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                          "a signal and its fill")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--timeout-s", type=float, default=900.0)
+    ap.add_argument("--order-type", choices=("market", "limit"), default="market",
+                    help="limit: entries rest and fill in parts, so kills land on partially "
+                         "filled resting orders")
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
     data_dir = a.data_dir or Path(tempfile.mkdtemp(prefix="kill-torture-"))
@@ -140,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
            "--duration", str(a.duration), "--source", "replay", "--speed", str(a.speed),
            "--seed", str(a.seed), "--data-dir", str(data_dir), "--restart-delay-s", "0.3",
            "--max-restarts", str(a.kills + 5), "--reset-account",
-           "--execution-latency-ms", str(a.latency_ms)]
+           "--execution-latency-ms", str(a.latency_ms), "--order-type", a.order_type,
+           # resting entries for most of a candle: kills land on partially filled orders
+           "--limit-timeout-s", "50"]
     t0 = time.monotonic()
     deadline = t0 + a.timeout_s
     sup = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
