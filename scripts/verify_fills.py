@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trading.book import priced_from_quote  # noqa: E402
+
 
 def replay_quotes(report: dict, settings: dict, replay_file: str | None):
     from trading.replay import build_timeline
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'ask':>10} {'latency':>8}  quote in force")
     for f in fills:
         px, bid, ask = float(f["fill_px"]), float(f["bid"]), float(f["ask"])
-        ok = px == (ask if f["side"] == "BUY" else bid)
+        # the quote in force is the first level walked, the price the VWAP of the legs
+        ok = priced_from_quote(f)
         lat = ""
         if f["signal_ts"]:
             lat_ms = int(f["fill_ts"]) - int(f["signal_ts"])

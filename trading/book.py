@@ -150,3 +150,24 @@ def walk(levels, qty: Decimal, buy: bool, limit_px: float | None = None) -> Walk
         left = Decimal("0")
     filled = qty - left
     return Walk(tuple(legs), filled, _vwap(legs), best, used, exhausted)
+
+
+def priced_from_quote(row: dict) -> bool:
+    """Whether a fill row (fills.csv / journal / Fill.to_dict) was priced from the quote it
+    records: its first leg at the best price of its side (ask for a buy, bid for a sell), its
+    price the VWAP of its legs, every further leg worse than the one before. A row without legs
+    (older files) must be at the best price itself. Maker fills sit at their own limit price."""
+    from trading.model import parse_legs
+    buy = row["side"] == "BUY"
+    best = float(row["ask"] if buy else row["bid"])
+    px = float(row["fill_px"])
+    if (row.get("liquidity") or "taker") == "maker":
+        return (px <= best) if buy else (px >= best)
+    legs = parse_legs(row.get("legs"))
+    if not legs:
+        return px == best
+    if legs[0][0] != best or any((b[0] < a[0]) if buy else (b[0] > a[0])
+                                 for a, b in zip(legs, legs[1:])):
+        return False
+    vwap = _vwap(legs)
+    return vwap is not None and abs(vwap - px) <= 1e-6

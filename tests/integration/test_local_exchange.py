@@ -383,7 +383,7 @@ def test_flood_and_dup_deliver_extra_valid_frames(dydx):
     with LocalExchange(dydx, speed=10, start_index=300, chaos="flood@5s:3000,dup@6s:40") as ex:
         ws = connect(ex)
         try:
-            subscribe(ws, KLINE, DEPTH, "trade", "tickers", "price")
+            subscribe(ws, KLINE, DEPTH, "depth_book15", "trade", "tickers", "price")
             frames = [json.loads(raw) for raw in collect(ws, 1.3)]
         finally:
             ws.close()

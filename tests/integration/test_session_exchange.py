@@ -43,7 +43,8 @@ def test_fills_use_the_quote_in_force_at_the_due_time(data_dir):
         i = bisect.bisect_right(qts, f["fill_ts"]) - 1
         bid, ask = books[i]
         assert (f["bid"], f["ask"]) == (bid, ask), f
-        assert f["fill_px"] == (ask if f["side"] == "BUY" else bid)
+        from trading.book import priced_from_quote
+        assert priced_from_quote(f), f  # the quote in force is the first level walked
     for f in strategy:
         assert f["fill_ts"] - f["signal_ts"] >= 1000
         # the candle close that made the signal is not what was paid
@@ -282,6 +283,7 @@ def test_the_summary_page_says_channel_ages_and_error_kinds_in_words(data_dir):
     page = (s.run_dir / "summary.html").read_text(encoding="utf-8")
     import re
     text = re.sub(r"<[^>]+>", " ", page)
-    assert re.search(r"channel_ages_s\s+book \d+\.\d s · kline \d+\.\d s · price \d+\.\d s", text)
+    assert re.search(r"channel_ages_s\s+book \d+\.\d s · depth \d+\.\d s · kline \d+\.\d s · "
+                     r"price \d+\.\d s", text)
     assert re.search(r"parse_error_kinds\s+invalid JSON \(1\)", text), \
         text[text.find("parse_error_kinds"):][:120]

@@ -182,6 +182,7 @@ class RecordingInputs:
         s, st = self.s, rec.get("state") or {}
         s.engine.candles = CandleBuilder()  # the forming candle died with the process
         s.broker.mark_quote_stale()
+        s.broker.book = None  # so did the depth snapshot: the next push brings one
         s.engine.retime_pending = True
         s.engine.last_equity_ts = 0  # a new process samples the account at its first quote
         if self.exact:  # what the restarted segment loaded from disk
