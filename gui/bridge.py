@@ -37,8 +37,9 @@ class Bridge(QObject):
     quote_changed = Signal(object)  # trading.model.Quote, at most once per frame
     kline = Signal(object)  # KlineUpdate: the forming candle, at most once per frame
     candle = Signal(object)  # Candle: a closed candle
-    order = Signal(object)  # Order: a pending order
-    order_done = Signal(object)  # dict
+    order = Signal(object)  # Order: submitted, and again (same order_id) when a limit rests
+    order_progress = Signal(object)  # dict {order_id, filled, remaining, status}: partial fill
+    order_done = Signal(object)  # dict {order_id, status, reason[, remaining]}
     fill = Signal(object)  # dict
     position = Signal(object)  # dict
     equity = Signal(object)  # dict
@@ -67,6 +68,7 @@ class Bridge(QObject):
         self._signals = {
             "session_started": self.session_started, "history": self.history,
             "kline": self.kline, "candle": self.candle, "order": self.order,
+            "order_progress": self.order_progress,
             "order_done": self.order_done, "fill": self.fill, "position": self.position,
             "equity": self.equity, "health": self.health, "status": self.status,
             "offline_fallback": self.offline_fallback, "watchdog_restart": self.watchdog_restart,

@@ -405,13 +405,17 @@ class MainWindow(QMainWindow):
         a few whole rows, on a large screen the chart gets the space."""
         w, h = max(self.width(), self.MIN_SIZE[0]), max(self.height(), self.MIN_SIZE[1])
         bottom = max(200, int(h * 0.34))
-        side = max(320, min(380, int(w * 0.27)))
+        # on a tall screen Pending orders sits under Position: room for its seven columns
+        side = (max(320, min(540, int(w * 0.3))) if not self.compact_layout
+                else max(320, min(380, int(w * 0.27))))
         if not self.compact_layout:
             self.resizeDocks([self.position_dock, self.orders_dock],
                              [int((h - bottom) * 0.62), int((h - bottom) * 0.38)], Qt.Vertical)
         self.resizeDocks([self.position_dock], [side], Qt.Horizontal)
         self.resizeDocks([self.fills_dock], [bottom], Qt.Vertical)
-        self.resizeDocks([self.fills_dock, self.log_dock], [int(w * 0.66), int(w * 0.34)],
+        # compact: Pending orders is a tab beside the Log, and its seven columns need ~45 %
+        share = 0.45 if self.compact_layout else 0.34
+        self.resizeDocks([self.fills_dock, self.log_dock], [int(w * (1 - share)), int(w * share)],
                          Qt.Horizontal)
 
     def _build_status_bar(self) -> None:
@@ -554,7 +558,8 @@ class MainWindow(QMainWindow):
         b.quote_changed.connect(self._on_quote)
         b.kline.connect(self._on_kline)
         b.candle.connect(self.chart.on_candle)
-        b.order.connect(self.orders_table.add_order)
+        b.order.connect(self.orders_table.add_order)  # upsert: again when a limit rests
+        b.order_progress.connect(self.orders_table.on_progress)
         b.order_done.connect(self._on_order_done)
         b.fill.connect(self._on_fill)
         b.position.connect(self._on_position)
@@ -591,6 +596,10 @@ class MainWindow(QMainWindow):
                    if f.name not in SETTINGS_OWNED | NOT_CARRIED}
         cfg = dataclasses.replace(cfg, data_dir=self.data_dir, progress_stream=None,
                                   resume=False, previous_exit="", **carried)
+        # how entries are sent comes from the command line (--order-type, --limit-*)
+        cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(
+            cfg.strategy, **{k: getattr(base.strategy, k) for k in (
+                "order_type", "limit_offset_bps", "limit_timeout_s", "limit_tif")}))
         if cfg.chaos:
             if cfg.source == "bitunix":
                 raise ValueError(f"fault injection ({cfg.chaos}) needs the local exchange: "
@@ -823,7 +832,17 @@ class MainWindow(QMainWindow):
         self.orders_table.set_data_time(k.ts)
 
     def _on_order_done(self, d: dict) -> None:
-        self.orders_table.remove_order(str(d.get("order_id")))
+        line = self.orders_table.finish_order(d)
+        if line:  # a cancel, in words (the engine's own log line has the bare fields)
+            self._say_in_log(logging.INFO, line)
+
+    def _say_in_log(self, level: int, text: str) -> None:
+        """A line of the window's own in the Log view (not the app's log file), formatted as
+        the log lines are."""
+        record = logging.LogRecord("btc_laptop_agents.gui", level, __file__, 0, text, None, None)
+        self.log_handler.filter(record)  # the redaction every log line gets
+        head, sep, rest = self.log_handler.format(record).partition(" | ")
+        self.log_view.append((level, head, sep + rest))
 
     def _on_fill(self, f: dict) -> None:
         self.fills_panel.add_fill(f)
@@ -840,7 +859,7 @@ class MainWindow(QMainWindow):
             self.chart.set_position(h["position"])
         self.chart.set_starting_equity(h.get("starting_equity"))
         self.orders_table.set_data_time(h.get("data_ts"))
-        self.orders_table.sync(h.get("pending_orders") or [])
+        self.orders_table.sync(h.get("pending_orders") or [], h.get("resting_orders"))
         if h.get("offline_fallback") and self.offline_banner.isHidden() \
                 and not self.offline_banner.dismissed:
             self._on_offline_fallback({"reason": ""})

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFrame
 from gui import theme
 from gui.theme import (fmt_bps, fmt_datetime_utc, fmt_duration_ms, fmt_int, fmt_money, fmt_pnl_exact,
                        fmt_price, fmt_qty, fmt_time_utc, to_float)
+from storage.report_format import fill_liquidity, fill_order_size, fill_pricing_lines, is_true
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
@@ -268,19 +269,45 @@ class PositionPanel(QWidget):
 # ============================================================================ orders
 
 class OrdersTable(QTableWidget):
-    """Pending orders with a live "due in" countdown (data time); removed when done."""
+    """Orders in flight or working at the exchange, one row per order id (upserted: a limit
+    order published again when it rests, a partial fill, a health snapshot update its row):
+    side, reason, type (market / limit GTC / limit IOC / post-only), limit price, quantity,
+    filled, remaining and state: in flight with a live countdown (data time), resting with the
+    queue ahead of it, partially filled. Removed when done (filled, rejected, cancelled)."""
 
-    COLUMNS = ("Side", "Reason", "Qty", "Signal", "Due in")
-    DUE_COL = 4
+    COLUMNS = ("Side", "Type", "Limit", "Qty", "Filled", "Left", "State")
+    HEADER_TIPS = (
+        "BUY / SELL, and why: entry / exit / stop / target / flatten",
+        "market, or limit: GTC rests until filled or timed out, IOC takes what it can and "
+        "cancels the rest, post-only rests or is cancelled (never takes)",
+        "limit price (– for a market order)",
+        "the order's quantity (BTC)",
+        "how much of it has filled (BTC)",
+        "remaining: what is left to fill (BTC)",
+        "in flight to the exchange (countdown, data time) / resting, with the size ahead of it "
+        "in the queue at its price (BTC) / partially filled",
+    )
+    SIDE_COL, TYPE_COL, LIMIT_COL, QTY_COL, FILLED_COL, LEFT_COL, STATE_COL = range(7)
+    DUE_COL = STATE_COL  # an order in flight counts down in its state
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(self.COLUMNS), parent)
         self.setHorizontalHeaderLabels(self.COLUMNS)
+        for col, tip in enumerate(self.HEADER_TIPS):
+            head = self.horizontalHeaderItem(col)
+            head.setToolTip(tip)
+            if col in (self.SIDE_COL, self.STATE_COL):
+                head.setTextAlignment(LEFT)
         _style_table(self)
+        self.setWordWrap(False)
         hh = self.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.Stretch)
+        hh.setMinimumSectionSize(24)
+        for col in range(len(self.COLUMNS)):
+            hh.setSectionResizeMode(col, QHeaderView.ResizeToContents)
+        hh.setSectionResizeMode(self.STATE_COL, QHeaderView.Stretch)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._orders: dict[str, dict] = {}
+        self._resting: set[str] = set()  # published again by the exchange: working there
         self._done: set[str] = set()  # filled / cancelled: a late health snapshot can't revive
         self._data_ts: int | None = None
         self._timer = QTimer(self)
@@ -294,6 +321,7 @@ class OrdersTable(QTableWidget):
 
     def clear_orders(self) -> None:
         self._orders.clear()
+        self._resting.clear()
         self._done.clear()
         self.setRowCount(0)
 
@@ -302,104 +330,273 @@ class OrdersTable(QTableWidget):
         if v is not None and (self._data_ts is None or v > self._data_ts):
             self._data_ts = int(v)
 
-    def add_order(self, order) -> None:
+    # ---- events ----
+    def add_order(self, order, resting: bool = False) -> None:
+        """An order submitted, or (the same order id again) resting at the exchange with its
+        queue position: a new row, or the existing row updated."""
         d = order.to_dict() if hasattr(order, "to_dict") else dict(order)
         oid = str(d.get("order_id"))
-        if oid in self._orders or oid in self._done:
+        if oid in self._done:
             return
-        self._orders[oid] = d
-        row = self.rowCount()
-        self.insertRow(row)
-        side = str(d.get("side", ""))
-        cells = (side, str(d.get("reason", "")), fmt_qty(d.get("qty")),
-                 fmt_price(d.get("signal_px")), "")
-        tip = (f"order {oid}\nsignal {fmt_datetime_utc(d.get('signal_ts'))}\n"
-               f"due {fmt_datetime_utc(d.get('due_ts'))}")
-        for col, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setTextAlignment(RIGHT if col >= 2 else CENTER)
-            item.setToolTip(tip)
-            if col == 0:
-                item.setForeground(QColor(theme.GREEN if side == "BUY" else theme.RED))
-                item.setData(Qt.UserRole, oid)
-            self.setItem(row, col, item)
+        known = self._orders.get(oid)
+        if known is not None:
+            if str(d.get("order_type") or "market") == "limit":
+                resting = True  # a limit order's second publish: it reached the exchange
+            # what the table learnt from progress events is never undone by an older copy
+            if _dec(known.get("filled_qty")) > _dec(d.get("filled_qty")):
+                d["filled_qty"] = known.get("filled_qty")
+            known.update(d)
+            d = known
+        else:
+            self._orders[oid] = d
+        if resting:
+            self._resting.add(oid)
+        row = self._row_of(oid)
+        if row is None:
+            row = self.rowCount()
+            self.insertRow(row)
+        self._render(row, oid, d)
         self._tick()
 
-    def remove_order(self, order_id: str) -> None:
-        self._done.add(str(order_id))
-        if self._orders.pop(str(order_id), None) is None:
+    def on_progress(self, p: dict) -> None:
+        """A partial fill: {"order_id", "filled", "remaining", "status"}."""
+        oid = str(p.get("order_id"))
+        d = self._orders.get(oid)
+        if d is None:
             return
-        self._remove_row(str(order_id))
+        if p.get("filled") not in (None, ""):
+            filled = _dec(p.get("filled"))
+        else:  # only what is left: the rest of the order has filled
+            filled = _dec(d.get("qty")) - _dec(p.get("remaining"))
+        if filled > _dec(d.get("filled_qty")):
+            d["filled_qty"] = str(filled)
+        row = self._row_of(oid)
+        if row is not None:
+            self._render(row, oid, d)
 
-    def _remove_row(self, order_id: str) -> None:
+    def finish_order(self, done: dict) -> str | None:
+        """An order is done (filled / rejected / cancelled): remove its row; for a cancel,
+        return a sentence for the log saying what was cancelled and what had filled."""
+        oid = str(done.get("order_id"))
+        d = self._orders.get(oid)
+        self.remove_order(oid)
+        if str(done.get("status")) != "cancelled":
+            return None
+        reason = str(done.get("reason") or "").strip()
+        why = f" ({reason})" if reason else ""
+        left = done.get("remaining")
+        if d is None:
+            what = f"order {oid}"
+        else:
+            what = (f"order {oid} ({d.get('side', '')} {order_type_text(d)} "
+                    f"{fmt_qty(d.get('qty'))} BTC"
+                    + (f" @ {fmt_price(d.get('limit_px'))}" if d.get("limit_px") else "") + ")")
+        if left in (None, ""):
+            return f"{what} cancelled{why}"
+        filled = _dec(d.get("filled_qty")) if d is not None else Decimal(0)
+        text = f"{what}: the unfilled {fmt_qty(left)} BTC cancelled{why}"
+        if filled > 0:
+            text += f"; {fmt_qty(filled)} BTC had filled"
+        return text
+
+    def remove_order(self, order_id: str) -> None:
+        oid = str(order_id)
+        self._done.add(oid)
+        self._resting.discard(oid)
+        if self._orders.pop(oid, None) is None:
+            return
+        self._remove_row(oid)
+
+    def _row_of(self, order_id: str) -> int | None:
         for row in range(self.rowCount()):
             item = self.item(row, 0)
             if item is not None and item.data(Qt.UserRole) == order_id:
-                self.removeRow(row)
-                break
+                return row
+        return None
+
+    def _remove_row(self, order_id: str) -> None:
+        row = self._row_of(order_id)
+        if row is not None:
+            self.removeRow(row)
+
+    # ---- cells ----
+    def _render(self, row: int, oid: str, d: dict) -> None:
+        side = str(d.get("side", ""))
+        qty = _dec(d.get("qty"))
+        filled = _dec(d.get("filled_qty"))
+        left = max(qty - filled, Decimal(0))
+        limit = d.get("limit_px") if str(d.get("order_type") or "market") == "limit" else None
+        reason = str(d.get("reason") or "")
+        cells = (f"{side} {reason}".strip(), order_type_text(d),
+                 fmt_price(limit) if limit is not None else "–", fmt_qty(qty),
+                 fmt_qty(filled), fmt_qty(left), self._state_text(oid, d))
+        tip = self._tooltip(oid, d)
+        for col, text in enumerate(cells):
+            if col == self.STATE_COL:
+                tip_of = f"{text}\n{tip}"
+            else:
+                tip_of = tip
+            item = self.item(row, col)
+            if item is None:
+                item = QTableWidgetItem()
+                self.setItem(row, col, item)
+            item.setText(text)
+            item.setTextAlignment(LEFT if col in (self.SIDE_COL, self.STATE_COL) else
+                                  CENTER if col == self.TYPE_COL else RIGHT)
+            item.setToolTip(tip_of)
+            if col == 0:
+                item.setForeground(QColor(theme.GREEN if side == "BUY" else theme.RED))
+                item.setData(Qt.UserRole, oid)
+        self._colour_state(row)
+
+    def _state_text(self, oid: str, d: dict) -> str:
+        filled, qty = _dec(d.get("filled_qty")), _dec(d.get("qty"))
+        if filled > 0 and filled < qty:
+            return "partially filled"
+        if oid in self._resting:
+            ahead = to_float(d.get("queue_ahead")) or 0.0
+            # BTC, as every quantity of the table (the header's tooltip says so)
+            return (f"resting, {fmt_qty(ahead)} ahead" if round(ahead, 3) > 0
+                    else "resting, first in queue")
+        due = to_float(d.get("due_ts"))
+        if due is None or self._data_ts is None:
+            return "in flight"
+        left = (due - self._data_ts) / 1000
+        return f"in flight, {left:.1f} s" if left > 0 else "in flight, due"
+
+    def _colour_state(self, row: int) -> None:
+        cell = self.item(row, self.STATE_COL)
+        if cell is None:
+            return
+        text = cell.text()
+        colour = (theme.ORANGE if text == "partially filled" else
+                  theme.BLUE if text.startswith("resting") else
+                  theme.YELLOW if text.endswith("due") else theme.TEXT)
+        cell.setForeground(QColor(colour))
+
+    @staticmethod
+    def _tooltip(oid: str, d: dict) -> str:
+        lines = [f"order {oid}: {d.get('side', '')} {d.get('reason', '')}, "
+                 f"{order_type_text(d)}",
+                 f"signal {fmt_price(d.get('signal_px'))} at "
+                 f"{fmt_datetime_utc(d.get('signal_ts'))}",
+                 f"reaches the exchange {fmt_datetime_utc(d.get('due_ts'))}"]
+        if str(d.get("order_type") or "market") == "limit":
+            lines.append(f"limit {fmt_price(d.get('limit_px'))}, "
+                         f"{str(d.get('tif') or 'GTC').replace('_', '-')}")
+            timeout = to_float(d.get("timeout_ms"))
+            if timeout:
+                lines.append(f"cancelled {timeout / 1000:g} s after it arrives unless "
+                             "filled by then")
+            if d.get("cancel_ts") is not None:
+                lines.append(f"cancel takes effect {fmt_datetime_utc(d.get('cancel_ts'))}")
+            ahead = to_float(d.get("queue_ahead"))
+            if ahead is not None:
+                lines.append(f"queue ahead at its price: {fmt_qty(ahead)} BTC")
+        return "\n".join(lines)
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().paintEvent(event)
         if self.rowCount() == 0:
             _paint_placeholder(self, "No pending orders")
 
-    def sync(self, pending: list) -> None:
-        """Match the table to the engine's pending list (health, every 0.5 s)."""
+    def sync(self, pending: list, resting: list | None = None) -> None:
+        """Match the table to the engine's lists (health, every 0.5 s): `pending` holds the
+        orders in flight; a limit order missing from it has reached the exchange and stays
+        until it is done, or, when the snapshot has the `resting` list, until it is not in it."""
         want = {str(p.get("order_id")): p for p in pending or []}
+        working = None if resting is None else {str(p.get("order_id")): p for p in resting}
         for oid in [o for o in self._orders if o not in want]:
+            d = self._orders[oid]
+            is_limit = str(d.get("order_type") or "market") == "limit"
+            if (working is None and is_limit) or (working is not None and oid in working):
+                continue
             self._orders.pop(oid, None)
+            self._resting.discard(oid)
             self._remove_row(oid)
         for oid, p in want.items():
             if oid not in self._orders:
                 self.add_order(p)
+        for oid, p in (working or {}).items():
+            self.add_order(p, resting=True)
 
     def apply_palette(self) -> None:
-        """Repaint the side and countdown colours in the current theme."""
+        """Repaint the side and state colours in the current theme."""
         for row in range(self.rowCount()):
             item = self.item(row, 0)
             if item is not None:
-                item.setForeground(QColor(theme.GREEN if item.text() == "BUY" else theme.RED))
+                item.setForeground(QColor(theme.GREEN if item.text().startswith("BUY")
+                                          else theme.RED))
         self._tick()
         self.viewport().update()
 
     def _tick(self) -> None:
         for row in range(self.rowCount()):
             item = self.item(row, 0)
-            d = self._orders.get(item.data(Qt.UserRole)) if item is not None else None
-            cell = self.item(row, self.DUE_COL)
+            oid = item.data(Qt.UserRole) if item is not None else None
+            d = self._orders.get(oid)
+            cell = self.item(row, self.STATE_COL)
             if d is None or cell is None:
                 continue
-            due = to_float(d.get("due_ts"))
-            if due is None or self._data_ts is None:
-                cell.setText("–")
-                continue
-            left = (due - self._data_ts) / 1000
-            cell.setText(f"{left:.1f} s" if left > 0 else "due")
-            cell.setForeground(QColor(theme.YELLOW if left <= 0 else theme.TEXT))
+            text = self._state_text(oid, d)
+            if cell.text() != text:
+                cell.setText(text)
+                # the whole state even where the column is too narrow for it
+                cell.setToolTip(f"{text}\n{self._tooltip(oid, d)}")
+            self._colour_state(row)
+
+
+def order_type_text(d: dict) -> str:
+    """"market", "limit GTC", "limit IOC" or "post-only" for an order dict."""
+    if str(d.get("order_type") or "market") != "limit":
+        return "market"
+    tif = str(d.get("tif") or "GTC").upper()
+    return "post-only" if tif == "POST_ONLY" else f"limit {tif}"
+
+
+def _dec(value) -> Decimal:
+    """A quantity as a Decimal (0 when missing or unreadable)."""
+    try:
+        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
 
 
 # ============================================================================ fills
 
 class FillsModel(QAbstractTableModel):
-    """Fills with their cost attribution; display text formatted, sort by the raw value."""
+    """Fills with their cost attribution; display text formatted, sort by the raw value.
+
+    A fill dict without the order-book keys (older data) shows as a market order, taker, that
+    filled whole at the best level: depth cost 0, no levels."""
 
     # (header, key, formatter, alignment, tooltip)
     COLUMNS = (
         ("Time", "fill_ts", fmt_time_utc, LEFT, "fill time (market data, UTC)"),
         ("Side", "side", str, CENTER, None),
         ("Reason", "reason", str, CENTER, "entry / exit / stop / target / flatten"),
-        ("Qty", "qty", fmt_qty, RIGHT, "BTC"),
+        ("Liquidity", "liquidity", str, CENTER,
+         "maker: a resting limit order filled by trades reaching it (maker fee); "
+         "taker: took the book (taker fee)"),
+        ("Qty", "qty", fmt_qty, RIGHT, "this fill (BTC)"),
+        ("Order qty", "order_qty", fmt_qty, RIGHT,
+         "the order's whole quantity (BTC); \"partial\": this fill left some of it unfilled"),
         ("Signal", "signal_px", fmt_price, RIGHT,
          "signal price: close of the candle that gave the signal"),
-        ("Fill", "fill_px", fmt_price, RIGHT, "fill price: BUY at the ask, SELL at the bid"),
+        ("Fill", "fill_px", fmt_price, RIGHT,
+         "fill price: the VWAP of the book levels taken (a market order), the limit price "
+         "(a maker fill); hover a row for the levels"),
         ("Bid", "bid", fmt_price, RIGHT, "bid in force at the fill"),
         ("Ask", "ask", fmt_price, RIGHT, "ask in force at the fill"),
         ("Latency", "latency_ms", lambda v: f"{fmt_int(v)} ms", RIGHT, "signal to fill (ms)"),
         ("Drift bps", "latency_drift_bps", fmt_bps, RIGHT,
          "latency drift (bps): mid at the fill vs the signal price; positive = cost"),
         ("Spread bps", "spread_cost_bps", fmt_bps, RIGHT,
-         "spread cost (bps): fill vs mid; positive = cost"),
-        ("Fee", "fee", fmt_money, RIGHT, "fee (USDT, taker)"),
+         "spread cost (bps): best price vs mid; positive = cost"),
+        ("Depth bps", "depth_cost_bps", fmt_bps, RIGHT,
+         "depth cost (bps): the fill's VWAP vs the best price, the levels beyond the best"),
+        ("Fee", "fee", fmt_money, RIGHT,
+         "fee (USDT): the taker fee, or the maker fee for a resting limit order's fills"),
         # 4 places (lot 0.001 x tick 0.1): the rows add up to the realized total shown
         ("Realized", "realized_pnl", lambda v: fmt_pnl_exact(v), RIGHT,
          "realized PnL of this fill, before fees (USDT)"),
@@ -428,15 +625,35 @@ class FillsModel(QAbstractTableModel):
             return int(align)
         return None
 
+    @staticmethod
+    def value(f: dict, key: str):
+        """The fill's value for a column, with the defaults of older data."""
+        if key == "liquidity":
+            return fill_liquidity(f)
+        if key == "order_qty":
+            return fill_order_size(f)[0]
+        if key == "depth_cost_bps":
+            v = to_float(f.get(key))
+            return 0.0 if v is None else v
+        return f.get(key)
+
+    @staticmethod
+    def tooltip(f: dict) -> str:
+        """The order and seq, then how the fill was priced: the levels it took."""
+        return "\n".join([f"order {f.get('order_id')}  seq {f.get('seq')}"]
+                         + fill_pricing_lines(f))
+
     def data(self, index, role=Qt.DisplayRole):
         if not index.isValid():
             return None
         f = self.fills[index.row()]
         _title, key, fmt, align, _tip = self.COLUMNS[index.column()]
-        value = f.get(key)
+        value = self.value(f, key)
         if role == Qt.DisplayRole:
             if value is None or value == "":
                 return "–"
+            if key == "order_qty" and fill_order_size(f)[2]:
+                return f"{fmt(value)} partial"
             return fmt(value)
         if role == SORT_ROLE:
             v = to_float(value)
@@ -452,11 +669,17 @@ class FillsModel(QAbstractTableModel):
                     return QColor(theme.RED if v > 0 else theme.GREEN)
             if key == "realized_pnl":
                 return QColor(theme.sign_colour(value))
+            if key == "liquidity" and value == "maker":
+                return QColor(theme.BLUE)
+            if key == "order_qty" and fill_order_size(f)[2]:
+                return QColor(theme.ORANGE)
+            if key == "depth_cost_bps" and is_true(f.get("depth_exhausted")):
+                return QColor(theme.ORANGE)
             return None
         if role == Qt.ToolTipRole:
             if key == "fill_ts":
                 return fmt_datetime_utc(value)
-            return f"order {f.get('order_id')}  seq {f.get('seq')}"
+            return self.tooltip(f)
         return None
 
     def add_fill(self, f: dict) -> bool:
@@ -502,7 +725,7 @@ class FillsPanel(QWidget):
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.Interactive)
         hh.setStretchLastSection(False)
-        self.summary = QLabel("No fills yet")
+        self.summary = ElidedLabel("No fills yet")  # never widens the dock: ends in "…"
         self.summary.setObjectName("chartHint")
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
@@ -562,12 +785,23 @@ class FillsPanel(QWidget):
         spread = [s for s in spread if s is not None]
         drift = [to_float(f.get("latency_drift_bps")) for f in fills]
         drift = [d for d in drift if d is not None]
-        parts = [f"{len(fills)} fill{'s' if len(fills) != 1 else ''}",
-                 f"fees {fmt_money(fees)} USDT"]
+        # depth: the market orders' fills (a resting limit order takes no depth)
+        depth = [FillsModel.value(f, "depth_cost_bps") for f in fills
+                 if str(f.get("order_type") or "market") == "market"]
+        makers = sum(1 for f in fills if fill_liquidity(f) == "maker")
+        head = f"{len(fills)} fill{'s' if len(fills) != 1 else ''}"
+        if makers:
+            head += f" ({makers} maker)"
+        parts = [head, f"fees {fmt_money(fees)} USDT"]
+        means = []
         if spread:
-            parts.append(f"mean spread cost {fmt_bps(sum(spread) / len(spread))} bps")
+            means.append(f"spread {fmt_bps(sum(spread) / len(spread))}")
+        if depth:
+            means.append(f"depth {fmt_bps(sum(depth) / len(depth))}")
         if drift:
-            parts.append(f"mean latency drift {fmt_bps(sum(drift) / len(drift))} bps")
+            means.append(f"drift {fmt_bps(sum(drift) / len(drift), sign=True)}")
+        if means:
+            parts.append("mean bps: " + ", ".join(means))
         self.summary.setText("  ·  ".join(parts))
 
     def export_csv(self, path: Path) -> Path:

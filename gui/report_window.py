@@ -26,14 +26,32 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QGridLayout, QHBoxLayo
 from gui import theme
 from gui.screen_fit import fit_window
 from storage.paths import DataPaths
+from storage.report_format import (fill_liquidity, fill_order_size, fill_pricing_lines,
+                                   is_true, parse_legs)
 from storage.reports import (COMPARE_HTML_NAME, FILL_COLUMNS, FILLS_CSV_NAME, SUMMARY_HTML_NAME,
                              read_report)
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
 DASH = "\u2014"
-_TEXT_FILL_COLUMNS = frozenset({"order_id", "side", "reason", "trigger"})
+_TEXT_FILL_COLUMNS = frozenset({"order_id", "side", "reason", "trigger", "order_type",
+                                "liquidity", "price_model", "depth_exhausted", "legs"})
 _TS_FILL_COLUMNS = frozenset({"signal_ts", "due_ts", "fill_ts"})
+# fills.csv's columns in the order the table shows them: the order's size, type and liquidity
+# beside the fill's qty, the depth cost beside the spread cost; how it was priced at the end
+_FILL_VIEW_ORDER = (
+    "order_id", "seq", "side", "qty", "order_qty", "order_filled", "order_type", "liquidity",
+    "reason", "signal_ts", "signal_px", "due_ts", "fill_ts", "latency_ms", "fill_px", "bid",
+    "ask", "mid", "spread_cost_bps", "depth_cost_bps", "latency_drift_bps", "fee", "fee_bps",
+    "realized_pnl", "trigger", "trigger_px", "position_after", "cash_after", "price_model",
+    "depth_exhausted", "legs",
+)
+FILL_VIEW_COLUMNS = tuple(c for c in _FILL_VIEW_ORDER if c in FILL_COLUMNS) + tuple(
+    c for c in FILL_COLUMNS if c not in _FILL_VIEW_ORDER)
+# what older fills.csv rows (without the order-book columns) were: a market order, taker,
+# that filled whole at the best level
+_FILL_DEFAULTS = {"order_type": "market", "liquidity": "taker", "depth_cost_bps": "0",
+                  "depth_exhausted": "False"}
 
 
 def _style(p: theme.Palette) -> str:
@@ -389,7 +407,18 @@ class ReportWindow(QWidget):
 
     def _fills_note(self) -> str:
         n = len(self.fills)
-        return f"{n:,} fill{'s' if n != 1 else ''} \u00b7 click a header to sort \u00b7 times UTC"
+        parts = [f"{n:,} fill{'s' if n != 1 else ''}"]
+        makers = sum(1 for f in self.fills if fill_liquidity(f) == "maker")
+        partial = sum(1 for f in self.fills if fill_order_size(f)[2])
+        if n:
+            parts.append(f"{makers:,} maker, {n - makers:,} taker")
+        if partial:
+            parts.append(f"{partial:,} partial")
+        depth = str(self.report.get("depth_model") or "").strip()
+        if depth:
+            parts.append(f"depth: {depth}")
+        parts += ["hover a row for the levels it took", "click a header to sort", "times UTC"]
+        return " \u00b7 ".join(parts)
 
     # ---- building ----
     def _card(self, title: str, note: str, body: QWidget) -> QFrame:
@@ -646,9 +675,37 @@ class ReportWindow(QWidget):
             font.setBold(True)
             item.setFont(1, font)
 
+    @staticmethod
+    def fill_cell(fill: dict, col: str) -> tuple[str, str, bool]:
+        """(text, raw value, shown by default) of one cell: older rows without a column of
+        the order book show what they were (market, taker, depth 0, the whole order)."""
+        raw = fill.get(col)
+        raw = "" if raw is None else str(raw)
+        default = False
+        if not raw and col in _FILL_DEFAULTS:
+            raw, default = _FILL_DEFAULTS[col], True
+        elif not raw and col in ("order_qty", "order_filled"):
+            raw, default = str(fill.get("qty") or ""), True
+        if col in _TS_FILL_COLUMNS and raw:
+            text = format_utc(raw, millis=True)
+        elif col == "depth_exhausted":
+            text = "yes" if is_true(raw) else "no"
+        elif col == "legs":
+            legs = parse_legs(raw)
+            text = (f"{len(legs)} level{'s' if len(legs) != 1 else ''}"
+                    + (", impact" if is_true(fill.get("depth_exhausted")) else "")) if legs else ""
+        elif col in _TEXT_FILL_COLUMNS:
+            text = raw
+        else:
+            text = format_number(raw) if raw else ""
+        if col == "order_qty" and text and fill_order_size(fill)[2]:
+            text += " partial"
+        return text, raw, default
+
     def _build_fills_table(self) -> QTableWidget:
-        table = QTableWidget(len(self.fills), len(FILL_COLUMNS))
-        table.setHorizontalHeaderLabels(list(FILL_COLUMNS))
+        columns = FILL_VIEW_COLUMNS
+        table = QTableWidget(len(self.fills), len(columns))
+        table.setHorizontalHeaderLabels(list(columns))
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setAlternatingRowColors(True)
@@ -658,18 +715,15 @@ class ReportWindow(QWidget):
         mono = _mono()
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for r, fill in enumerate(self.fills):
-            for c, col in enumerate(FILL_COLUMNS):
-                raw = fill.get(col)
-                raw = "" if raw is None else str(raw)
-                if col in _TS_FILL_COLUMNS and raw:
-                    text = format_utc(raw, millis=True)
-                elif col in _TEXT_FILL_COLUMNS:
-                    text = raw
-                else:
-                    text = format_number(raw) if raw else ""
+            # every cell's tooltip: its own value, then how the fill was priced (the levels)
+            pricing = "\n".join(fill_pricing_lines(fill))
+            for c, col in enumerate(columns):
+                text, raw, default = self.fill_cell(fill, col)
                 cell = SortItem(text or DASH, sort_key(raw))
-                cell.setToolTip(f"{col} = {raw}" if raw else f"{col}: empty")
-                if not raw:
+                tip = (f"{col}: not recorded (older data), so {raw}" if default
+                       else f"{col} = {raw}" if raw else f"{col}: empty")
+                cell.setToolTip(f"{tip}\n\n{pricing}")
+                if not raw or default:
                     cell.setForeground(QColor(theme.DISABLED))
                 if col not in _TEXT_FILL_COLUMNS:
                     cell.setTextAlignment(right)
@@ -682,9 +736,15 @@ class ReportWindow(QWidget):
                     cell.setFont(font)
                 elif col == "realized_pnl" and sign_colour(raw):
                     cell.setForeground(QColor(sign_colour(raw)))
+                elif col == "liquidity" and raw == "maker":
+                    cell.setForeground(QColor(theme.BLUE))
+                elif (col == "order_qty" and text.endswith(" partial")) or (
+                        col in ("depth_exhausted", "legs") and is_true(
+                            fill.get("depth_exhausted"))):
+                    cell.setForeground(QColor(theme.ORANGE))
                 table.setItem(r, c, cell)
         table.setSortingEnabled(True)
-        table.sortItems(FILL_COLUMNS.index("seq"), Qt.SortOrder.AscendingOrder)
+        table.sortItems(columns.index("seq"), Qt.SortOrder.AscendingOrder)
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setHighlightSections(False)
@@ -692,7 +752,7 @@ class ReportWindow(QWidget):
         table.resizeColumnsToContents()
         for c in range(table.columnCount()):
             table.setColumnWidth(c, min(max(table.columnWidth(c) + 10, 64), 260))
-        for c, col in enumerate(FILL_COLUMNS):
+        for c, col in enumerate(columns):
             h = table.horizontalHeaderItem(c)
             if col not in _TEXT_FILL_COLUMNS:
                 h.setTextAlignment(right)

@@ -287,3 +287,102 @@ def fmt_metric(value: Any, unit: Any = "", *, sign: bool = False) -> str:
     if unit == "%":
         return fmt_pct(value, sign=sign)
     return fmt_fixed(value, 4, sign=True) if sign else fmt_value(value, 4)
+
+
+# ---- how a fill was priced: order size, liquidity, the book levels it took ----------------
+
+# what each price model means, in words (a fill dict's "price_model")
+PRICE_MODEL_WORDS = {
+    "book": "walked the book",
+    "top_of_book": "top of book: no depth known",
+    "queue": "resting limit order filled by trades",
+    "no_quote_fallback": "no quote in force: fallback price",
+}
+DEPTH_EXHAUSTED_NOTE = "depth exhausted: the rest filled by the impact rule"
+
+
+def is_true(value: Any) -> bool:
+    """A flag as a fill dict, the journal or fills.csv holds it (True, "True", "true", 1)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return as_text(value).strip().lower() in ("true", "1", "yes")
+
+
+def parse_legs(value: Any) -> list[tuple[Decimal | None, Decimal | None]]:
+    """The levels a fill took, (price, qty) each, from `"87815.0x0.05;87815.5x0.063"` or a
+    list of pairs; [] for a fill without legs (old data). A malformed leg keeps its place with
+    None for what could not be read."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        parts = [tuple(p) if isinstance(p, (list, tuple)) else (p, None) for p in value]
+    else:
+        parts = [tuple(p.partition("x")[::2]) for p in as_text(value).split(";") if p.strip()]
+    return [(to_decimal(p[0] if len(p) > 0 else None), to_decimal(p[1] if len(p) > 1 else None))
+            for p in parts]
+
+
+def fill_liquidity(fill: Mapping) -> str:
+    """"maker" or "taker" (old data, without the key: taker)."""
+    return as_text(fill.get("liquidity")).strip().lower() or "taker"
+
+
+def fill_order_type(fill: Mapping) -> str:
+    """"market" or "limit" (old data: market)."""
+    return as_text(fill.get("order_type")).strip().lower() or "market"
+
+
+def fill_order_size(fill: Mapping) -> tuple[Decimal | None, Decimal | None, bool]:
+    """(order qty, filled after this fill, partial): old data filled its whole order at once."""
+    qty = to_decimal(fill.get("qty"))
+    order_qty = to_decimal(fill.get("order_qty"))
+    if order_qty is None:
+        order_qty = qty
+    filled = to_decimal(fill.get("order_filled"))
+    if filled is None:
+        filled = order_qty
+    partial = order_qty is not None and filled is not None and filled < order_qty
+    return order_qty, filled, partial
+
+
+def fmt_order_qty(fill: Mapping) -> str:
+    """The order's quantity, "0.010" or "0.010 partial" when this fill left some unfilled."""
+    order_qty, _filled, partial = fill_order_size(fill)
+    if order_qty is None:
+        return DASH
+    return f"{fmt_qty(order_qty)} partial" if partial else fmt_qty(order_qty)
+
+
+def fill_pricing_lines(fill: Mapping) -> list[str]:
+    """What priced the fill, in words, one line each: the order (type, liquidity, how much of
+    it had filled), the price model, each level taken (price x size; the last one an impact
+    leg when the visible depth ran out). Nothing is claimed for old data that lacks the keys."""
+    lines = []
+    order_qty, filled, partial = fill_order_size(fill)
+    head = f"{fill_order_type(fill)} order, {fill_liquidity(fill)}"
+    if partial:
+        head += f", partial: {fmt_qty(filled)} of {fmt_qty(order_qty)} BTC filled so far"
+    lines.append(head)
+    model = as_text(fill.get("price_model")).strip()
+    if model:
+        lines.append(PRICE_MODEL_WORDS.get(model, f"priced by: {model}"))
+    depth = to_float(fill.get("depth_cost_bps"))
+    legs = parse_legs(fill.get("legs"))
+    exhausted = is_true(fill.get("depth_exhausted"))
+    if legs and model in ("queue", "top_of_book") and not exhausted:
+        where = "its limit price" if model == "queue" else "the best level"
+        lines.append(f"filled at {where}: " + "; ".join(
+            f"{fmt_price(px)} \u00d7 {fmt_qty(qty)} BTC" for px, qty in legs))
+    elif legs:
+        lines.append(f"levels taken ({len(legs)}), price \u00d7 size:")
+        for i, (px, qty) in enumerate(legs):
+            impact = exhausted and i == len(legs) - 1
+            lines.append(f"  {fmt_price(px)} \u00d7 {fmt_qty(qty)} BTC"
+                         + ("  (impact leg, beyond the visible book)" if impact else ""))
+    if depth is not None and (depth or (legs and model not in ("queue", "top_of_book"))):
+        lines.append(f"depth cost {fmt_bps(depth)} bps (VWAP vs best price)")
+    if exhausted:
+        lines.append(DEPTH_EXHAUSTED_NOTE)
+    return lines

@@ -37,6 +37,12 @@ from storage.report_format import (
     side_of,
     sign_class,
     cost_class,
+    fill_liquidity,
+    fill_order_size,
+    fill_order_type,
+    fill_pricing_lines,
+    is_true,
+    parse_legs,
     to_decimal,
     to_float,
     ts_to_ms,
@@ -114,7 +120,8 @@ def render_summary_html(
         "title": f"Run {as_text(run_id) or DASH} \u2014 {status}",
         "header": _guarded("Header", _header_view, report),
         "banner": _guarded("Data source", _banner_view, report),
-        "figures": _guarded("Key figures", _key_figures_view, report),
+        "figures": _guarded("Key figures", _key_figures_view, report, fills),
+        "costs": _guarded("Costs", _costs_view, report, fills),
         "price": price,
         "equity": equity_view,
         "fills": _guarded("Fills", _fills_view, fills),
@@ -365,23 +372,177 @@ _FIGURE_KEYS = (
 )
 
 
-def _key_figures_view(report: Mapping) -> dict:
+def _key_figures_view(report: Mapping, fills: Sequence[Mapping] = ()) -> dict:
     pnl_pct: Any = None
     pnl_d, start_d = to_decimal(report.get("pnl_absolute")), to_decimal(report.get("starting_equity"))
     if pnl_d is not None and start_d:
         pnl_pct = pnl_d / start_d * 100
     elif report.get("pnl_pct") is not None:
         pnl_pct = report.get("pnl_pct")
+    r = {k: report.get(k) for k in _FIGURE_KEYS}
+    for key, bps_key in (("mean_spread_cost_bps", "spread_cost_bps"),
+                         ("mean_latency_drift_bps", "latency_drift_bps")):
+        if r[key] is None and fills:  # an older report: the mean of its fills
+            r[key] = _cost_mean_bps(bps_key, fills)
     return {
-        "r": {k: report.get(k) for k in _FIGURE_KEYS},
+        "r": r,
         "unit": "USDT" if as_text(report.get("symbol") or "BTCUSDT").upper().endswith("USDT") else "",
         "pnl_pct": pnl_pct,
         "win_rate_note": win_rate_note(report),
     }
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _fill_mid(f: Mapping) -> float | None:
+    mid = to_float(f.get("mid"))
+    if mid is None:
+        bid, ask = to_float(f.get("bid")), to_float(f.get("ask"))
+        mid = (bid + ask) / 2 if bid is not None and ask is not None else None
+    return mid
+
+
+# (key, name, what it measures, the fill's bps key, the report's USDT key, its mean bps key)
+_COST_PARTS = (
+    ("spread", "Spread", "best price vs mid", "spread_cost_bps", "spread_cost_usdt",
+     "mean_spread_cost_bps"),
+    ("depth", "Depth", "VWAP of the levels taken vs the best price (mean: market orders)",
+     "depth_cost_bps",
+     "depth_cost_usdt", "mean_depth_cost_bps"),
+    ("drift", "Latency drift", "mid at the fill vs the signal price", "latency_drift_bps",
+     "drift_cost_usdt", "mean_latency_drift_bps"),
+)
+
+_PRICE_MODEL_COUNTS = (
+    ("book", "walked the book"),
+    ("top_of_book", "at the top of book (no depth known)"),
+    ("queue", "filled from the queue as resting limit orders"),
+    ("no_quote_fallback", "without a quote (fallback price)"),
+)
+
+
+def _cost_mean_bps(key: str, fills: Sequence[Mapping]) -> float | None:
+    """A part's mean bps over the fills it concerns: depth over market-order fills of a signal
+    (a resting limit order takes no depth), drift over fills of a signal, spread over all."""
+    if key == "depth_cost_bps":
+        fills = [f for f in fills if fill_order_type(f) == "market"
+                 and f.get("signal_ts") not in (None, "")]
+        return _mean([to_float(f.get(key)) or 0.0 for f in fills])
+    return _mean([x for x in (to_float(f.get(key)) for f in fills) if x is not None])
+
+
+def _depth_model_words(depth_model: str) -> tuple[str, bool]:
+    """(what priced the depth, whether depth beyond the best level was modelled, not seen)."""
+    text = depth_model.strip()
+    low = text.lower()
+    modelled = "synthetic" in low or "model" in low
+    if modelled:
+        return (f"Depth beyond the best level was modelled, not observed: {text}.", True)
+    if "top of book" in low:
+        return (f"Depth: {text} \u2014 no level beyond the best was known, so every market "
+                "order filled at the best price.", False)
+    return (f"Depth: {text}.", False)
+
+
+def _costs_view(report: Mapping, fills: Sequence[Mapping]) -> dict:
+    """Where the money went: spread, depth and latency drift (mean bps and USDT, qty x mid x
+    bps / 10,000 summed over the fills) and fees; how the fills were priced. The report's own
+    figures are shown where it has them, the fills' sums where it does not (older runs)."""
+    rows = []
+    for key, name, what, bps_key, usdt_key, mean_key in _COST_PARTS:
+        usdt = to_float(report.get(usdt_key))
+        if usdt is None and fills:
+            usdt = 0.0
+            for f in fills:
+                qty, mid = to_float(f.get("qty")), _fill_mid(f)
+                bps = to_float(f.get(bps_key)) or 0.0
+                if qty is not None and mid is not None:
+                    usdt += qty * mid * bps / 1e4
+        bps = to_float(report.get(mean_key))
+        if bps is None:
+            bps = _cost_mean_bps(bps_key, fills)
+        rows.append({"key": key, "name": name, "what": what, "bps": bps, "usdt": usdt})
+    fees = to_float(report.get("fees"))
+    if fees is None and fills:
+        fees = sum(to_float(f.get("fee")) or 0.0 for f in fills)
+    fee_bps = _mean([x for x in (to_float(f.get("fee_bps")) for f in fills) if x is not None])
+    rows.append({"key": "fees", "name": "Fees", "what": "taker fee, or the maker fee for a "
+                 "resting limit order's fills", "bps": fee_bps, "usdt": fees})
+    known = [r["usdt"] for r in rows if r["usdt"] is not None]
+    if not known or not (fills or any(report.get(p[4]) is not None for p in _COST_PARTS)):
+        return {"rows": []}
+    total = sum(known)
+    widest = max(abs(x) for x in known) or 1.0
+    for r in rows:
+        u = r["usdt"]
+        r["bar"] = 0.0 if u is None else round(abs(u) / widest * 100, 1)
+        r["class"] = "" if not u else ("cost" if u > 0 else "gain")
+
+    by_model: dict[str, int] = {}
+    by_liquidity: dict[str, int] = {}
+    partial = exhausted = 0
+    for f in fills:
+        model = as_text(f.get("price_model")).strip() or "unrecorded"
+        by_model[model] = by_model.get(model, 0) + 1
+        liq = fill_liquidity(f)
+        by_liquidity[liq] = by_liquidity.get(liq, 0) + 1
+        partial += fill_order_size(f)[2]
+        exhausted += is_true(f.get("depth_exhausted"))
+    if not fills:
+        by_model = {as_text(k): int(to_float(v) or 0)
+                    for k, v in as_mapping(report.get("fills_by_price_model")).items()}
+        by_liquidity = {as_text(k): int(to_float(v) or 0)
+                        for k, v in as_mapping(report.get("fills_by_liquidity")).items()}
+    words = dict(_PRICE_MODEL_COUNTS)
+    order = [k for k, _ in _PRICE_MODEL_COUNTS] + sorted(k for k in by_model if k not in words)
+    words["unrecorded"] = "with no price model recorded (older data)"
+    models = [f"{by_model[k]:,} {words.get(k, f'priced by {k}')}"
+              for k in order if by_model.get(k)]
+    liquidity = [f"{by_liquidity[k]:,} {k}" for k in ("maker", "taker") if by_liquidity.get(k)]
+    liquidity += [f"{n:,} {k}" for k, n in sorted(by_liquidity.items())
+                  if k not in ("maker", "taker") and n]
+    priced = []
+    if models:
+        priced.append(", ".join(models))
+    if liquidity:
+        priced.append(", ".join(liquidity))
+    if partial:
+        priced.append(f"{partial:,} partial fill{'s' if partial != 1 else ''} (part of an "
+                      "order; the rest filled later or was cancelled)")
+    if exhausted:
+        priced.append(f"{exhausted:,} ran out of visible depth (the rest filled by the impact "
+                      "rule)")
+    depth_model = as_text(report.get("depth_model")).strip()
+    depth_text, modelled = _depth_model_words(depth_model) if depth_model else ("", False)
+    return {
+        "rows": rows,
+        "total": total,
+        "priced": priced,
+        "depth_model": depth_text,
+        "modelled": modelled,
+    }
+
+
 _FILL_VIEW_KEYS = ("fill_ts", "side", "reason", "qty", "signal_px", "fill_px", "bid", "ask",
                    "latency_ms", "latency_drift_bps", "spread_cost_bps", "fee", "realized_pnl")
+
+
+def _fill_row(f: Mapping) -> dict:
+    row = {k: f.get(k) for k in _FILL_VIEW_KEYS}
+    order_qty, filled, partial = fill_order_size(f)
+    row.update({
+        "liquidity": fill_liquidity(f),
+        "order_qty": order_qty,
+        "order_filled": filled,
+        "partial": partial,
+        "depth_cost_bps": to_float(f.get("depth_cost_bps")) or 0.0,
+        "depth_exhausted": is_true(f.get("depth_exhausted")),
+        "legs": bool(parse_legs(f.get("legs"))),
+        "tip": "\n".join(fill_pricing_lines(f)),
+    })
+    return row
 
 
 def _fills_view(fills: Sequence[Mapping]) -> dict:
@@ -394,8 +555,10 @@ def _fills_view(fills: Sequence[Mapping]) -> dict:
     )
     spreads = [x for x in (to_float(f.get("spread_cost_bps")) for f in fills) if x is not None]
     drifts = [x for x in (to_float(f.get("latency_drift_bps")) for f in fills) if x is not None]
+    depths = [to_float(f.get("depth_cost_bps")) or 0.0 for f in fills]
     return {
-        "rows": [{k: f.get(k) for k in _FILL_VIEW_KEYS} for f in shown],
+        "rows": [_fill_row(f) for f in shown],
+        "mean_depth": _mean(depths),
         "total": len(fills),
         "fee_total": fee_total,
         "pnl_total": pnl_total,
@@ -670,7 +833,7 @@ _HIGHER_IS_BETTER = frozenset({"pnl_absolute", "realized_pnl", "funding", "final
                                "win_rate"})
 _LOWER_IS_BETTER = frozenset({"fees", "mean_latency_drift_bps", "mean_spread_cost_bps",
                               "spread_cost_usdt", "drift_cost_usdt", "max_drawdown",
-                              "max_drawdown_pct"})
+                              "max_drawdown_pct", "depth_cost_usdt", "mean_depth_cost_bps"})
 
 
 def _shows_nonzero(text: str) -> bool:

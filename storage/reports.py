@@ -90,6 +90,16 @@ FILL_COLUMNS: tuple[str, ...] = (
     "trigger_px",
     "position_after",
     "cash_after",
+    # how the fill was priced (older runs' rows leave them empty: a market order, taker, that
+    # filled whole at the best level)
+    "order_type",
+    "liquidity",
+    "order_qty",
+    "order_filled",
+    "depth_cost_bps",
+    "depth_exhausted",
+    "price_model",
+    "legs",
 )
 
 _REDACT_DEPTH = 32  # report values nest a few levels; deeper than this is cut, not written
@@ -281,7 +291,8 @@ def fills_csv_text(fills: Sequence[Any]) -> str:
     writer.writerow(FILL_COLUMNS)
     for fill in fills:
         row = as_mapping(fill)
-        writer.writerow([_csv_cell(row.get(col)) for col in FILL_COLUMNS])
+        writer.writerow([_legs_cell(row.get(col)) if col == "legs" else _csv_cell(row.get(col))
+                         for col in FILL_COLUMNS])
     return buf.getvalue()
 
 
@@ -357,6 +368,13 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     return str(value)
+
+
+def _legs_cell(value: Any) -> str:
+    """The levels a fill took as fills.csv holds them: "87815.0x0.05;87815.5x0.063"."""
+    if isinstance(value, (list, tuple)):
+        return ";".join(f"{_csv_cell(p)}x{_csv_cell(q)}" for p, q in value)
+    return _csv_cell(value)
 
 
 def _minimal_summary_html(report: Mapping, exc: BaseException) -> str:

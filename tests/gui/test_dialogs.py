@@ -254,13 +254,17 @@ def test_report_window_shows_a_real_run(qtbot, runs):
     table = window.fills_table
     assert report["fills"] > 0
     assert table.rowCount() == report["fills"]
-    assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(
-        FILL_COLUMNS)
-    seq = FILL_COLUMNS.index("seq")
+    heads = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert heads == list(report_module.FILL_VIEW_COLUMNS)
+    assert sorted(heads) == sorted(FILL_COLUMNS)  # every column of fills.csv, once
+    # the order's size and liquidity beside the fill's qty, depth beside spread
+    assert heads[3:8] == ["qty", "order_qty", "order_filled", "order_type", "liquidity"]
+    assert heads.index("depth_cost_bps") == heads.index("spread_cost_bps") + 1
+    seq = heads.index("seq")
     assert [table.item(r, seq).text() for r in range(table.rowCount())] == [
         str(i) for i in range(1, report["fills"] + 1)]
     # sorting is numeric, not textual
-    px = FILL_COLUMNS.index("fill_px")
+    px = heads.index("fill_px")
     table.sortItems(px, Qt.SortOrder.DescendingOrder)
     prices = [float(table.item(r, px).text().replace(",", "")) for r in range(table.rowCount())]
     assert prices == sorted(prices, reverse=True)

@@ -53,13 +53,17 @@ def test_session_from_the_window_fills_charts_reconnects_and_reports(make_window
 
     # a signal's order waits out the 15 s latency in the orders table, counting down
     qtbot.waitUntil(lambda: w.orders_table.rowCount() >= 1, timeout=60_000)
-    due = w.orders_table.item(0, OrdersTable.DUE_COL).text()
-    assert re.fullmatch(r"\d+\.\d s|due|–", due), due
+    due = w.orders_table.item(0, OrdersTable.STATE_COL).text()
+    assert re.fullmatch(r"in flight(, \d+\.\d s|, due)?", due), due
+    assert w.orders_table.item(0, OrdersTable.TYPE_COL).text() == "market"
+    assert w.orders_table.item(0, OrdersTable.LIMIT_COL).text() == "–"
     qtbot.waitUntil(lambda: w.fills_panel.row_count >= 1, timeout=60_000)
     model = w.fills_panel.model
     f = model.fills[0]
-    # a market order fills at the quote in force: BUY at the ask, SELL at the bid
-    assert f["fill_px"] == (f["ask"] if f["side"] == "BUY" else f["bid"])
+    # a market order fills at the quote in force: BUY from the ask, SELL from the bid,
+    # walking the book behind it (its price the VWAP of the levels it took)
+    from trading.book import priced_from_quote
+    assert priced_from_quote(f), f
     cols = [c[1] for c in FillsModel.COLUMNS]
     assert model.data(model.index(0, cols.index("fill_px"))) == fmt_price(f["fill_px"])
     assert model.data(model.index(0, cols.index("side"))) == f["side"]

@@ -350,8 +350,11 @@ def test_fills_csv_has_fixed_column_order_and_exact_decimals(tmp_path):
     rows = read_csv_rows(run_dir / "fills.csv")
     assert tuple(rows[0]) == FILL_COLUMNS
     assert FILL_COLUMNS[:4] == ("order_id", "seq", "side", "qty")
-    assert FILL_COLUMNS[-2:] == ("position_after", "cash_after")
-    assert len(FILL_COLUMNS) == 23
+    # the order-book columns come after the older ones: a reader by position still works
+    assert FILL_COLUMNS[21:23] == ("position_after", "cash_after")
+    assert FILL_COLUMNS[23:] == ("order_type", "liquidity", "order_qty", "order_filled",
+                                 "depth_cost_bps", "depth_exhausted", "price_model", "legs")
+    assert len(FILL_COLUMNS) == 31
     first = dict(zip(rows[0], rows[1]))
     assert first["qty"] == "0.00012345678901234567"
     assert first["fee"] == "0.56400900"
@@ -529,9 +532,11 @@ def test_fills_table_shows_cost_attribution_with_formats():
 
     table = page[page.index('<table class="fills">') :]
     table = table[: table.index("</table>")]
-    for header in ("Time (UTC)", "Side", "Reason", "Qty", "Signal px", "Fill px", "Bid", "Ask",
-                   "Latency ms", "Drift bps", "Spread bps", "Fee", "Realized PnL"):
-        assert f">{header}</th>" in table
+    heads = [re.sub(r"<[^>]+>", " ", h).split() for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+    assert [" ".join(h) for h in heads] == [
+        "Time (UTC)", "Side", "Reason", "Liquidity", "Qty", "Order qty", "Signal px", "Fill px",
+        "Bid", "Ask", "Latency ms", "Drift bps", "Spread bps", "Depth bps", "Fee",
+        "Realized PnL"]
     assert ">2025-01-01 13:01:00<" in table
     assert ">0.010<" in table
     assert ">94,001.5<" in table
@@ -942,3 +947,179 @@ def test_the_vendored_library_is_the_one_its_notice_describes():
     assert "Lightweight Charts\u2122 v5.2.1" in library[:300].decode("utf-8")
     assert "lightweight-charts` 5.2.1" in notice and "https://www.tradingview.com/" in notice
     assert "Apache License" in (root / "LICENSE").read_text(encoding="utf-8")
+
+
+# ---- fills that know the order book: depth, limit orders, partial fills ------------------
+
+def book_fills():
+    """A market BUY that walked three levels and ran out of visible depth, a maker SELL that
+    filled 0.004 of a 0.010 limit order from the queue, and an old fill without the keys.
+
+    Notional (qty x mid): 0.1 x 100,000 = 10,000 USDT and 0.05 x 100,000 = 5,000 USDT."""
+    taker = make_fill(1, side="BUY", minute=1, fill_px=100_005.3, qty=Decimal("0.1"),
+                      bid=99_995.0, ask=100_005.0, mid=100_000.0, spread_cost_bps=0.5,
+                      latency_drift_bps=2.0, fee=Decimal("5.00"), fee_bps=5.0,
+                      order_qty="0.1", order_filled="0.1", order_type="market",
+                      liquidity="taker", legs="100005.0x0.05;100005.5x0.04;100006.0x0.01",
+                      depth_cost_bps=0.3, depth_exhausted=True, price_model="book")
+    maker = make_fill(2, side="SELL", minute=3, fill_px=100_010.0, qty=Decimal("0.004"),
+                      bid=99_990.0, ask=100_010.0, mid=100_000.0, spread_cost_bps=-1.0,
+                      latency_drift_bps=-1.0, fee=Decimal("1.00"), fee_bps=2.0,
+                      order_qty="0.010", order_filled="0.004", order_type="limit",
+                      liquidity="maker", legs="100010.0x0.004", depth_cost_bps=0.0,
+                      depth_exhausted=False, price_model="queue")
+    # the maker fill's notional is 0.004 x 100,000 = 400 USDT: make it 0.05 BTC for round sums
+    maker["qty"] = Decimal("0.05")
+    old = make_fill(3, side="BUY", minute=5)
+    return taker, maker, old
+
+
+def costs_section(page):
+    part = page[page.index("<h2>Where the money went"):]
+    return part[:part.index("</section>")]
+
+
+def cost_row(section, name):
+    row = re.search(rf'<th scope="row">{name}</th>(.*?)</tr>', section).group(1)
+    return re.findall(r"<td[^>]*>([^<]*)</td>", row)
+
+
+def test_fills_csv_has_the_order_book_columns_and_old_rows_leave_them_empty(tmp_path):
+    taker, maker, old = book_fills()
+    from trading.model import Fill
+    as_tuple = dict(taker, legs=((100_005.0, Decimal("0.05")), (100_005.5, Decimal("0.04"))))
+    run_dir = write_run_reports(tmp_path, "run-1",
+                                **make_inputs(fills=[taker, maker, old, as_tuple]))
+    rows = list(csv.DictReader(open(run_dir / "fills.csv", encoding="utf-8", newline="")))
+    cols = ("order_type", "liquidity", "order_qty", "order_filled", "depth_cost_bps",
+            "depth_exhausted", "price_model", "legs")
+    assert [rows[0][c] for c in cols] == ["market", "taker", "0.1", "0.1", "0.3", "True", "book",
+                                          "100005.0x0.05;100005.5x0.04;100006.0x0.01"]
+    assert [rows[1][c] for c in cols] == ["limit", "maker", "0.010", "0.004", "0.0", "False",
+                                          "queue", "100010.0x0.004"]
+    assert [rows[2][c] for c in cols] == [""] * 8  # older data: nothing made up
+    assert rows[3]["legs"] == "100005.0x0.05;100005.5x0.04"  # legs as the engine holds them
+    # and the engine reads its own legs back from the file
+    assert Fill.from_dict({**rows[0], "side": "BUY"}).legs == (
+        (100_005.0, Decimal("0.05")), (100_005.5, Decimal("0.04")), (100_006.0, Decimal("0.01")))
+
+
+def test_cost_split_sums_qty_times_mid_times_bps_from_the_fills():
+    taker, maker, old = book_fills()
+    report = make_report()
+    for key in ("mean_latency_drift_bps", "mean_spread_cost_bps", "fees"):
+        report.pop(key)  # an older report: every figure from the fills
+    section = costs_section(render(report=report, fills=[taker, maker]))
+    # by hand: notional 10,000 and 5,000 USDT
+    # spread  10,000 x 0.5 / 1e4 = 0.50;  5,000 x -1.0 / 1e4 = -0.50  -> 0.00; mean -0.25 bps
+    # depth   10,000 x 0.3 / 1e4 = 0.30;  the maker fill takes no depth -> 0.30; mean 0.30 bps
+    #         (over the market orders' fills)
+    # drift   10,000 x 2.0 / 1e4 = 2.00;  5,000 x -1.0 / 1e4 = -0.50 -> +1.50; mean +0.50 bps
+    # fees    5.00 + 1.00 = 6.00 USDT; mean fee 3.50 bps
+    assert cost_row(section, "Spread")[1:3] == ["-0.25", "0.00"]
+    assert cost_row(section, "Depth")[1:3] == ["0.30", "0.30"]
+    assert cost_row(section, "Latency drift")[1:3] == ["+0.50", "+1.50"]
+    assert cost_row(section, "Fees")[1:3] == ["3.50", "6.00"]
+    total = re.search(r"<tfoot>.*?<td class=\"num\">([^<]+)</td>", section, re.S).group(1)
+    assert total == "7.80"  # 0.00 + 0.30 + 1.50 + 6.00
+    # the bars are to scale: fees the widest, spread nothing
+    widths = dict(re.findall(r'<tr class="cost-(\w+)">.*?width:([\d.]+)%', section))
+    assert widths == {"spread": "0.0", "depth": "5.0", "drift": "25.0", "fees": "100.0"}
+
+
+def test_the_reports_own_cost_figures_win_over_the_fills_sums():
+    taker, maker, _ = book_fills()
+    report = make_report(spread_cost_usdt=1.234, depth_cost_usdt=0.456, drift_cost_usdt=-0.789,
+                         mean_depth_cost_bps=0.25, mean_spread_cost_bps=0.4,
+                         mean_latency_drift_bps=-0.1, fees=Decimal("7.5"))
+    section = costs_section(render(report=report, fills=[taker, maker]))
+    assert cost_row(section, "Spread")[1:3] == ["0.40", "1.23"]
+    assert cost_row(section, "Depth")[1:3] == ["0.25", "0.46"]
+    assert cost_row(section, "Latency drift")[1:3] == ["-0.10", "-0.79"]
+    assert cost_row(section, "Fees")[2] == "7.50"
+    assert '<span class="bar gain"' in section  # the drift was a gain: green
+
+
+def test_how_fills_were_priced_and_the_depth_model_are_said_in_words():
+    taker, maker, old = book_fills()
+    page = render(fills=[taker, maker, old],
+                  report=make_report(depth_model="synthetic beyond the top level (calibrated model)"))
+    section = costs_section(page)
+    priced = re.search(r'<p class="priced"><span class="k">How fills were priced</span> ([^<]+)</p>',
+                       section).group(1)
+    assert priced == ("1 walked the book, 1 filled from the queue as resting limit orders, "
+                      "1 with no price model recorded (older data) \u00b7 1 maker, 2 taker \u00b7 "
+                      "1 partial fill (part of an order; the rest filled later or was cancelled) "
+                      "\u00b7 1 ran out of visible depth (the rest filled by the impact rule)")
+    assert ('<p class="priced modelled">Depth beyond the best level was modelled, not observed: '
+            "synthetic beyond the top level (calibrated model).</p>") in section
+    real = costs_section(render(fills=[taker], report=make_report(
+        depth_model="real depth (Binance depth15)")))
+    assert '<p class="priced">Depth: real depth (Binance depth15).</p>' in real
+    top = costs_section(render(fills=[old], report=make_report(depth_model="top of book only")))
+    assert "no level beyond the best was known" in top
+    unsaid = costs_section(render(fills=[old]))  # no depth_model in the report: not said
+    assert "Depth:" not in unsaid and "modelled" not in unsaid
+
+
+def test_fills_table_shows_liquidity_order_qty_partial_depth_and_the_legs_on_hover():
+    taker, maker, old = book_fills()
+    page = render(fills=[taker, maker, old])
+    table = page[page.index('<table class="fills">'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r'<tr title="([^"]*)">(.*?)</tr>', table, re.S)
+    assert len(rows) == 3
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for _, body in rows]
+    # Time, Side, Reason, Liquidity, Qty, Order qty, Signal, Fill, Bid, Ask, Latency, Drift,
+    # Spread, Depth, Fee, Realized
+    assert [c[3] for c in cells] == ["taker", "maker", "taker"]
+    assert cells[0][5] == "0.100"
+    assert cells[1][4] == "0.050"
+    assert cells[1][5].startswith("0.010 <span class=\"tag partial\"") and "partial</span>" in cells[1][5]
+    assert cells[2][5] == "0.010"  # an old fill filled its whole order
+    assert cells[0][13] == '<span class="tag impact" title="depth exhausted: the rest filled by the impact rule">impact</span> 0.30'
+    assert [c[13] for c in cells[1:]] == ["0.00", "0.00"]
+    tips = [t for t, _ in rows]
+    assert tips[0].splitlines() == [
+        "market order, taker", "walked the book", "levels taken (3), price \u00d7 size:",
+        "  100,005.0 \u00d7 0.050 BTC", "  100,005.5 \u00d7 0.040 BTC",
+        "  100,006.0 \u00d7 0.010 BTC  (impact leg, beyond the visible book)",
+        "depth cost 0.30 bps (VWAP vs best price)",
+        "depth exhausted: the rest filled by the impact rule"]
+    assert tips[1].splitlines() == [
+        "limit order, maker, partial: 0.004 of 0.010 BTC filled so far",
+        "resting limit order filled by trades",
+        "filled at its limit price: 100,010.0 \u00d7 0.004 BTC"]
+    assert tips[2] == "market order, taker"  # old data: the defaults, no levels claimed
+    foot = table[table.index("<tfoot"):]
+    assert ">0.10<" in foot  # the depth column's mean: (0.3 + 0 + 0) / 3
+
+
+def test_top_of_book_fill_says_no_depth_was_known():
+    f = make_fill(1, price_model="top_of_book", legs="94001.5x0.010", depth_cost_bps=0.0)
+    page = render(fills=[f])
+    tip = re.search(r'<tr title="([^"]*)">', page).group(1)
+    assert tip.splitlines() == ["market order, taker", "top of book: no depth known",
+                                "filled at the best level: 94,001.5 \u00d7 0.010 BTC"]
+
+
+def test_a_fill_without_the_new_keys_renders_everywhere(tmp_path):
+    old = make_fill(1)
+    assert "liquidity" not in old and "legs" not in old
+    page = render(fills=[old])
+    assert "could not be rendered" not in page
+    section = costs_section(page)
+    assert cost_row(section, "Depth")[1:3] == ["0.00", "0.00"]
+    run_dir = write_run_reports(tmp_path, "run-old", **make_inputs(fills=[old]))
+    assert "could not be rendered" not in (run_dir / "summary.html").read_text(encoding="utf-8")
+
+
+def test_compare_shows_depth_cost_when_the_metric_is_there():
+    c = sample_comparison()
+    c["metrics"].insert(5, {"name": "Depth cost", "key": "depth_cost_usdt", "unit": "USDT",
+                            "base": 1.25, "other": 0.5, "diff": -0.75})
+    page = render_compare_html(c)
+    row = re.search(r'<tr><th scope="row">Depth cost</th>(.*?)</tr>', page).group(1)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row) == ["1.25", "0.50", "-0.75", "USDT"]
+    assert '<td class="num pos">-0.75</td>' in row  # less depth cost: better
+    assert "Depth cost" not in render_compare_html(sample_comparison())  # not required

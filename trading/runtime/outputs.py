@@ -87,6 +87,7 @@ def health(s) -> dict:
         realized = s.broker.ledger.realized_pnl
         unrealized = s.broker.unrealized()
         pending = [o.to_dict() for o in s.broker.pending]
+        resting = [o.to_dict() for o in s.broker.resting]
         quote = s.broker.quote
     feed = feed_totals(s)
     dur = s.config.duration_ms
@@ -108,7 +109,7 @@ def health(s) -> dict:
         "starting_equity": float(s.starting_equity),
         "realized": float(realized), "unrealized": float(unrealized),
         "fees": float(s.broker.ledger.fees), "position": position,
-        "pending_orders": pending, "fills": len(s.fills),
+        "pending_orders": pending, "resting_orders": resting, "fills": len(s.fills),
         "bid": quote.bid if quote else None, "ask": quote.ask if quote else None,
     }
 
