@@ -150,15 +150,17 @@ def test_state_behind_the_journal_is_repaired_without_duplicating_fills(data_dir
 
 
 def test_kill_torture_three_kills_lose_and_duplicate_nothing(tmp_path):
+    # limit entries rest and fill in parts: kills land on working, partially filled orders
     p = subprocess.run([sys.executable, "scripts/kill_torture.py", "--kills", "3", "--duration",
-                        "6", "--speed", "30", "--data-dir", str(tmp_path / "t"),
-                        "--timeout-s", "240"],
+                        "6", "--speed", "40", "--data-dir", str(tmp_path / "t"),
+                        "--timeout-s", "240", "--order-type", "limit"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = json.loads(p.stdout)
     assert p.returncode == 0, out
     assert out["kills"] == 3 and out["restarts"] == 3
     assert out["lost"] == 0 and out["duplicated"] == 0 and out["cash_exact"] is True
     assert out["fills_journal"] == out["fills_csv"] == out["fills_report"] >= 2
+    assert out["replay_identical"] is True  # and the recording of the killed run replays
 
 
 def test_supervisor_sigterm_stops_cleanly_and_writes_the_report(tmp_path):

@@ -56,7 +56,7 @@ def _newest_run(data_dir: Path, not_in: set[str]) -> Path:
 def recorded(tmp_path_factory):
     """A chaos session with a watchdog restart on the local exchange, recorded."""
     data_dir = tmp_path_factory.mktemp("rec")
-    cfg = SessionConfig(data_dir=data_dir, source="replay", speed=40.0, seed=1,
+    cfg = SessionConfig(data_dir=data_dir, source="replay", speed=60.0, seed=1,
                         replay_start_index=475, duration_min=7, stale_after_s=1.0,
                         chaos="drop@90s,stall@200s:2.5s", inject_crash_after_s=5.0)
     run_id = new_run_id()
