@@ -397,8 +397,6 @@ def _given(parser, argv: list[str]) -> set[str]:
 
 def _recording_config(parser, args, argv: list[str], data_dir: Path):
     """A replay of a recording: its own settings, changed only by the options given here."""
-    import dataclasses
-
     from storage.paths import DataPaths
     from trading.runtime.config import config_from_dict
     from trading.runtime.recording import RecordingError
@@ -431,7 +429,7 @@ def _recording_config(parser, args, argv: list[str], data_dir: Path):
         parser.error(f"argument --source: {e}")
     if args.resume and not args.run_id:
         parser.error("argument --resume: needs --run-id")
-    return dataclasses.replace(cfg)
+    return cfg
 
 
 def run_headless(cfg, args) -> int:

@@ -56,7 +56,7 @@ def limit_fill_ratio(s: Session) -> tuple[float | None, int]:
     return (float(filled / ordered) if ordered else None), len(rows)
 
 
-def window_limit_probe(data, window: int, qty: Decimal) -> tuple[float, int, int]:
+def window_limit_probe(data, window: int, qty: Decimal) -> tuple[float, int]:
     """On one window with its real books and trades: a limit buy at the best bid and a limit
     sell at the best ask of `qty`, sent every 60 s, 30 s timeout, 1 s latency (the strategy's
     defaults); the fill ratio from the real prints."""
@@ -91,7 +91,7 @@ def window_limit_probe(data, window: int, qty: Decimal) -> tuple[float, int, int
             for e in out + br.advance(ts):
                 if type(e).__name__ == "OrderFilled":
                     filled += e.fill.qty
-    return float(filled / sent) if sent else 0.0, int(sent / qty), 0
+    return float(filled / sent) if sent else 0.0, int(sent / qty)
 
 
 def window_probe(data, window: int, qty: Decimal, model: DepthModel) -> tuple[list, list]:
@@ -148,7 +148,7 @@ def main() -> None:
                   f"market order every 5 s both sides ({len(real)} probes): mean depth cost "
                   f"real book {mr:.4f} bps, modelled book (same top) {ms:.4f} bps "
                   f"(ratio {ms / mr if mr else float('nan'):.2f})")
-            ratio, n, _ = window_limit_probe(data, w, qty)
+            ratio, n = window_limit_probe(data, w, qty)
             print(f"   limit orders of {qty} BTC at the best bid/ask every 60 s (30 s timeout, "
                   f"1 s latency) on the same window, filled by its real trades: {n} orders, "
                   f"fill ratio {ratio:.1%}")

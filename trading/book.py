@@ -105,6 +105,8 @@ def _vwap(legs) -> float | None:
     qty = sum((q for _, q in legs), Decimal("0"))
     if not qty:
         return None
+    if len({p for p, _ in legs}) == 1:  # one price: exactly it, never a rounded neighbour
+        return legs[0][0]
     notional = sum((px_dec(p) * q for p, q in legs), Decimal("0"))
     return float(round(notional / qty, 8))
 

@@ -135,8 +135,7 @@ class PaperBroker:
                stop_distance: float = 0.0, target_distance: float = 0.0,
                qty: Decimal | None = None) -> list:
         """Queue a market order due at now_ts + latency_ms (entries sized by risk, exits reduce-only)."""
-        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
-        self.next_order_num += 1
+        order_id = self._new_id()
         reduce_only = reason != "entry"
         if reduce_only:
             qty = abs(self.position.qty) if qty is None else qty
@@ -146,13 +145,21 @@ class PaperBroker:
             ref = self.quote.ask if (self.quote and side is Side.BUY) else (
                 self.quote.bid if self.quote else signal_px)
             qty = self.size_for(stop_distance, ref)
-        if qty < self.config.min_qty:
-            return [OrderRejected(order_id, now_ts,
-                                  f"size {qty} below minimum {self.config.min_qty}")]
-        order = Order(order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
-                      signal_px=signal_px, due_ts=now_ts + self.config.latency_ms,
-                      reduce_only=reduce_only, stop_distance=stop_distance,
-                      target_distance=target_distance)
+        return self._queue(Order(
+            order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
+            signal_px=signal_px, due_ts=now_ts + self.config.latency_ms, reduce_only=reduce_only,
+            stop_distance=stop_distance, target_distance=target_distance), now_ts)
+
+    def _new_id(self) -> str:
+        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
+        self.next_order_num += 1
+        return order_id
+
+    def _queue(self, order: Order, now_ts: int) -> list:
+        """Send an order (market or limit): checked for size, due after the latency."""
+        if order.qty < self.config.min_qty:
+            return [OrderRejected(order.order_id, now_ts,
+                                  f"size {order.qty} below minimum {self.config.min_qty}")]
         self.pending.append(order)
         self.pending.sort(key=lambda o: (o.due_ts, o.order_id))
         return [OrderSubmitted(order)]
@@ -166,25 +173,19 @@ class PaperBroker:
                      tif: str = "GTC", timeout_ms: int = 0, stop_distance: float = 0.0,
                      target_distance: float = 0.0) -> list:
         """Send a limit order: it reaches the exchange after the latency like any order."""
-        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
-        self.next_order_num += 1
+        order_id = self._new_id()
         if tif not in TIFS:
             return [OrderRejected(order_id, now_ts, f"unknown time in force {tif!r}")]
         if not (isinstance(price, float) and math.isfinite(price) and price > 0):
             return [OrderRejected(order_id, now_ts, f"limit price {price!r} is not positive")]
         if qty is None:
             qty = self.size_for(stop_distance, price)
-        if qty < self.config.min_qty:
-            return [OrderRejected(order_id, now_ts,
-                                  f"size {qty} below minimum {self.config.min_qty}")]
-        order = Order(order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
-                      signal_px=signal_px, due_ts=now_ts + self.config.latency_ms,
-                      reduce_only=reason != "entry", stop_distance=stop_distance,
-                      target_distance=target_distance, order_type="limit",
-                      limit_px=float(px_dec(price)), tif=tif, timeout_ms=int(timeout_ms))
-        self.pending.append(order)
-        self.pending.sort(key=lambda o: (o.due_ts, o.order_id))
-        return [OrderSubmitted(order)]
+        return self._queue(Order(
+            order_id=order_id, side=side, qty=qty, reason=reason, signal_ts=signal_ts,
+            signal_px=signal_px, due_ts=now_ts + self.config.latency_ms,
+            reduce_only=reason != "entry", stop_distance=stop_distance,
+            target_distance=target_distance, order_type="limit", limit_px=float(px_dec(price)),
+            tif=tif, timeout_ms=int(timeout_ms)), now_ts)
 
     def on_book(self, book: Book) -> None:
         """Keep the latest depth snapshot (each push is a whole snapshot of the top levels)."""
@@ -281,8 +282,7 @@ class PaperBroker:
         if self.position.is_flat:
             return events
         side = Side.SELL if self.position.qty > 0 else Side.BUY
-        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
-        self.next_order_num += 1
+        order_id = self._new_id()
         order = Order(order_id=order_id, side=side, qty=abs(self.position.qty), reason=reason,
                       signal_ts=now_ts, signal_px=self.mark() or 0.0, due_ts=now_ts,
                       reduce_only=True)
@@ -331,8 +331,7 @@ class PaperBroker:
             return []
         reason, level = hit
         side = Side.SELL if pos.qty > 0 else Side.BUY
-        order_id = f"{self.order_prefix}-{self.next_order_num:05d}"
-        self.next_order_num += 1
+        order_id = self._new_id()
         order = Order(order_id=order_id, side=side, qty=abs(pos.qty), reason=reason,
                       signal_ts=q.ts, signal_px=level, due_ts=q.ts, reduce_only=True)
         return [OrderSubmitted(order),

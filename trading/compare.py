@@ -14,6 +14,7 @@ MATCH_WINDOW_MS = 120_000  # a fill of the other run this close (same side and r
 METRICS = (("PnL", "pnl_absolute", "USDT"), ("Realized before fees", "realized_pnl", "USDT"),
            ("Fees", "fees", "USDT"), ("Funding", "funding", "USDT"),
            ("Spread cost", "spread_cost_usdt", "USDT"),
+           ("Depth cost", "depth_cost_usdt", "USDT"),
            ("Latency drift cost", "drift_cost_usdt", "USDT"),
            ("Mean latency drift", "mean_latency_drift_bps", "bps"),
            ("Mean spread cost", "mean_spread_cost_bps", "bps"),
@@ -101,17 +102,31 @@ def _pair(index: int, match: str, a: dict | None, b: dict | None) -> dict:
     return out
 
 
-def cost_figures(fills: list[dict]) -> dict:
-    """Spread and latency-drift cost in USDT (qty x price x bps): what each cost the run."""
-    spread = drift = 0.0
+def fill_costs(fills: list[dict]) -> dict:
+    """Where the money went, per fill summed: spread (best vs mid), depth (VWAP vs best),
+    latency drift (mid at fill vs signal), each in USDT (qty x mid x bps); the mean depth cost
+    of the strategy's market orders; how fills were priced (price model, liquidity)."""
+    spread = depth = drift = 0.0
+    models: dict = {}
+    liquidity: dict = {}
     for f in fills:
         qty = float(_dec(f.get("qty")) or 0)
-        mid = ((f.get("bid") or 0) + (f.get("ask") or 0)) / 2
-        if f.get("spread_cost_bps") is not None:
-            spread += qty * mid * f["spread_cost_bps"] / 1e4
-        if f.get("latency_drift_bps") is not None:
-            drift += qty * mid * f["latency_drift_bps"] / 1e4
-    return {"spread_cost_usdt": round(spread, 6), "drift_cost_usdt": round(drift, 6)}
+        mid = ((_f(f.get("bid")) or 0) + (_f(f.get("ask")) or 0)) / 2
+        spread += qty * mid * (_f(f.get("spread_cost_bps")) or 0.0) / 1e4
+        depth += qty * mid * (_f(f.get("depth_cost_bps")) or 0.0) / 1e4
+        drift += qty * mid * (_f(f.get("latency_drift_bps")) or 0.0) / 1e4
+        m = f.get("price_model") or "top_of_book"
+        models[m] = models.get(m, 0) + 1
+        liq = f.get("liquidity") or "taker"
+        liquidity[liq] = liquidity.get(liq, 0) + 1
+    market = [f for f in fills if (f.get("order_type") or "market") == "market"
+              and f.get("signal_ts") not in (None, "")]
+    depth_bps = [_f(f.get("depth_cost_bps")) or 0.0 for f in market]
+    mean_depth = round(sum(depth_bps) / len(depth_bps), 4) if depth_bps else None
+    return {"spread_cost_usdt": round(spread, 6), "depth_cost_usdt": round(depth, 6),
+            "drift_cost_usdt": round(drift, 6),
+            "mean_depth_cost_bps": mean_depth,
+            "fills_by_price_model": models, "fills_by_liquidity": liquidity}
 
 
 def changed_settings(base: dict, other: dict) -> list[dict]:
@@ -131,8 +146,8 @@ def compare_runs(*, base: dict, other: dict, candles: list[dict] | None = None,
     bf = [norm_fill(r) for r in base.get("fills") or []]
     of = [norm_fill(r) for r in other.get("fills") or []]
     pairs = pair_fills(bf, of)
-    figs = {"base": {**(base.get("report") or {}), **cost_figures(bf)},
-            "other": {**(other.get("report") or {}), **cost_figures(of)}}
+    figs = {"base": {**(base.get("report") or {}), **fill_costs(bf)},
+            "other": {**(other.get("report") or {}), **fill_costs(of)}}
     metrics = []
     for name, key, unit in METRICS:
         x, y = _f(figs["base"].get(key)), _f(figs["other"].get(key))

@@ -14,11 +14,12 @@ from decimal import Decimal
 
 from trading.book import Book
 from trading.candles import CandleBuilder
-from trading.events import (BreakerTripped, ClockTicked, FeedFailureCounted, FrameApplied,
+from trading.events import (BreakerTripped, ClockTicked, FrameApplied,
                             JournalNote, KlineApplied, PositionChanged, QuoteApplied,
                             ReconnectApplied,
                             SessionBegan, SignalRaised, SignalSkipped, EquitySampled)
-from trading.model import (Candle, CandleClosed, FeedReconnected, FundingInfo, KlineUpdate,
+from trading.model import (Candle, CandleClosed, FeedReconnected, FundingApplied,
+                           FundingInfo, KlineUpdate,
                            OrderFilled, OrderRejected, Quote, TradeTick)
 
 STALE_SIGNAL_MS = 5_000  # a candle closed this late (after a data gap) is not acted on
@@ -216,7 +217,7 @@ class TradingEngine:
                                           pos.target_px))
             else:
                 self.emit(ev)
-                if type(ev).__name__ == "FundingApplied":
+                if isinstance(ev, FundingApplied):
                     self.emit(JournalNote(ev.ts, "funding", {"amount": str(ev.amount),
                                                              "rate": ev.rate}))
 
@@ -254,7 +255,6 @@ class TradingEngine:
                                                       float(row["equity"]), ts), ts)
 
     def _feed_failure(self, kind: str, now_ms: int, detail: str) -> None:
-        self.emit(FeedFailureCounted(now_ms, kind, detail))
         self._trip_if(self.breaker.record_failure(kind, now_ms, detail), now_ms)
 
     def _trip_if(self, tripped: bool, ts: int) -> None:

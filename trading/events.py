@@ -135,15 +135,6 @@ class BreakerTripped:
 
 
 @dataclass(frozen=True, slots=True)
-class FeedFailureCounted:
-    """A parse error or a reconnect counted against the breaker."""
-
-    ts: int
-    kind: str  # parse / reconnect
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
 class PositionChanged:
     qty: str
     avg_px: str

@@ -46,8 +46,3 @@ class EventBus:
             self.seq += 1
             for h in self._handlers(type(event)):
                 h(event)
-
-    def publish_all(self, events) -> None:
-        with self.lock:
-            for ev in events:
-                self.publish(ev)

@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 from trading.bitunix import short_channel
 from trading.events import HealthSampled, SessionFinished, StatusLine
+from trading.compare import fill_costs
 from trading.runtime.common import (dumps, iso, log_write_failure, mean, mmss,
                                     seconds_between)
 
@@ -337,28 +338,3 @@ def recording_summary(s) -> dict | None:
     return {"path": str(rec.path), "frames": recorded_frames(s), "bytes": size,
             "truncated": rec.truncated or None, "failed": rec.failed or None}
 
-
-def fill_costs(fills: list[dict]) -> dict:
-    """Where the money went, per fill summed: spread (best vs mid), depth (VWAP vs best),
-    latency drift (mid at fill vs signal), each in USDT (qty x mid x bps); how fills were
-    priced (price model, liquidity) and the limit entries' fill ratio."""
-    spread = depth = drift = 0.0
-    models: dict = {}
-    liquidity: dict = {}
-    for f in fills:
-        qty = float(f.get("qty") or 0)
-        mid = ((f.get("bid") or 0) + (f.get("ask") or 0)) / 2
-        spread += qty * mid * (f.get("spread_cost_bps") or 0.0) / 1e4
-        depth += qty * mid * (f.get("depth_cost_bps") or 0.0) / 1e4
-        drift += qty * mid * (f.get("latency_drift_bps") or 0.0) / 1e4
-        m = f.get("price_model") or "top_of_book"
-        models[m] = models.get(m, 0) + 1
-        liq = f.get("liquidity") or "taker"
-        liquidity[liq] = liquidity.get(liq, 0) + 1
-    market = [f for f in fills if (f.get("order_type") or "market") == "market"
-              and f.get("signal_ts") is not None]
-    depth_bps = [f.get("depth_cost_bps") or 0.0 for f in market]
-    return {"spread_cost_usdt": round(spread, 6), "depth_cost_usdt": round(depth, 6),
-            "drift_cost_usdt": round(drift, 6),
-            "mean_depth_cost_bps": mean(depth_bps) if depth_bps else None,
-            "fills_by_price_model": models, "fills_by_liquidity": liquidity}

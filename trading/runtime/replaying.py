@@ -115,6 +115,7 @@ class RecordingInputs:
 
     # ---- the inputs ----
     def __iter__(self):
+        from trading.runtime.sources import to_frame
         s = self.s
         records = iter_records(self.path)
         self._records = records
@@ -136,7 +137,6 @@ class RecordingInputs:
                 with s.lock:
                     self._model_ticks(n)
                     s.clock.set(n)
-                from trading.runtime.sources import to_frame
                 yield to_frame(decode_frame(rec))
             elif "k" in rec:
                 if self.exact:

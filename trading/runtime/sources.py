@@ -100,7 +100,7 @@ def to_frame(raw: bytes) -> FrameReceived:
 
 
 def inline_frames(timeline):
-    """The bundled data's frames in order, as `(frame, None)` inputs for the session loop."""
+    """The bundled data's frames in order, as FrameReceived inputs for the session loop."""
     for _ts, raw in timeline.iter_frames_bytes():
         yield to_frame(raw)
 
