@@ -430,7 +430,8 @@ class ReportWindow(QWidget):
         head = QHBoxLayout()
         t = QLabel(title)
         t.setObjectName("sectionTitle")
-        n = QLabel(note)
+        from gui.panels import ElidedLabel  # a long note ends in "…" (whole in its tooltip)
+        n = ElidedLabel(note)  # instead of widening the window past the screen
         n.setObjectName("sectionNote")
         head.addWidget(t)
         head.addSpacing(8)

@@ -95,3 +95,17 @@ def test_compare_with_writes_a_comparison_of_two_runs(qtbot, recorded_run, data_
     text = page.read_text()
     assert recorded_run.run_id in text and "execution_latency_ms" in text
     assert _visible_button(rw, "Open compare.html").isEnabled()
+
+
+def test_a_long_fills_note_never_widens_the_report_window_past_the_screen(qtbot, recorded_run):
+    from PySide6.QtWidgets import QLabel
+    rw = ReportWindow(Path(recorded_run.run_dir))
+    qtbot.addWidget(rw)
+    rw.show()
+    before = rw.minimumSizeHint().width()
+    notes = [lb for lb in rw.findChildren(QLabel) if lb.objectName() == "sectionNote"]
+    long_note = next(lb for lb in notes if "fills" in lb.text())
+    long_note.setText(long_note.text() + " · " + "a very long explanation " * 20)
+    qtbot.wait(50)
+    assert rw.minimumSizeHint().width() == before  # it ends in "…" instead of widening
+    assert long_note.toolTip() == long_note.text()  # the whole note is one hover away
