@@ -32,6 +32,10 @@ CLI_SETTING_OPTIONS = {
     "--taker-fee-bps": ("taker_fee_bps", "taker_fee_bps"),
     "--maker-fee-bps": ("maker_fee_bps", "maker_fee_bps"),
     "--slip-bps": ("slip_bps", "slip_bps"),
+    "--order-type": ("order_type", "order_type"),
+    "--limit-offset-bps": ("limit_offset_bps", "limit_offset_bps"),
+    "--limit-timeout-s": ("limit_timeout_s", "limit_timeout_s"),
+    "--limit-tif": ("limit_tif", "limit_tif"),
 }
 HEADLESS_ONLY = (("supervise", "--supervise"), ("resume", "--resume"),
                  ("give_up", "--give-up"), ("finalize", "--finalize"))

@@ -596,10 +596,6 @@ class MainWindow(QMainWindow):
                    if f.name not in SETTINGS_OWNED | NOT_CARRIED}
         cfg = dataclasses.replace(cfg, data_dir=self.data_dir, progress_stream=None,
                                   resume=False, previous_exit="", **carried)
-        # how entries are sent comes from the command line (--order-type, --limit-*)
-        cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(
-            cfg.strategy, **{k: getattr(base.strategy, k) for k in (
-                "order_type", "limit_offset_bps", "limit_timeout_s", "limit_tif")}))
         if cfg.chaos:
             if cfg.source == "bitunix":
                 raise ValueError(f"fault injection ({cfg.chaos}) needs the local exchange: "

@@ -22,9 +22,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from gui import theme
+from gui.screen_fit import fit_window
 from storage.logger import redact
 from storage.paths import APP_NAME, unique_corrupt_path
 from storage.state import save_json_atomic
@@ -55,11 +57,9 @@ _BROKER_FIELDS = {"starting_balance": "starting_cash", "taker_fee_bps": "taker_f
                   "maker_fee_bps": "maker_fee_bps", "slip_bps": "slip_bps",
                   "latency_ms": "latency_ms", "risk_per_trade": "risk_per_trade"}
 BREAKER_FIELDS = tuple(f.name for f in fields(BreakerConfig))
-# the signal's parameters; how entries are sent (order_type, limit_*) comes from the command
-# line, not from this dialog
-STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams)
-                        if f.name not in ("order_type", "limit_offset_bps", "limit_timeout_s",
-                                          "limit_tif"))
+STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams))
+ORDER_TYPES = ("market", "limit")
+TIFS = ("GTC", "IOC", "POST_ONLY")
 
 
 @dataclass
@@ -87,6 +87,10 @@ class AppSettings:
     stop_atr: float = _STRATEGY.stop_atr
     target_atr: float = _STRATEGY.target_atr
     min_gap_bps: float = _STRATEGY.min_gap_bps
+    order_type: str = _STRATEGY.order_type  # how entries are sent; exits are always market
+    limit_offset_bps: float = _STRATEGY.limit_offset_bps
+    limit_timeout_s: float = _STRATEGY.limit_timeout_s
+    limit_tif: str = _STRATEGY.limit_tif
     source: str = _SESSION["source"]
     duration_min: float = _SESSION["duration_min"]
     speed: float = _SESSION["speed"]  # market seconds per wall second; math.inf = "max"
@@ -172,7 +176,7 @@ class AppSettings:
 
 _INT_FIELDS = frozenset({"latency_ms", "max_parse_errors", "max_reconnects", "max_rejects",
                          "max_consecutive_losses", "fast", "slow", "hold_bars", "atr_len"})
-_STR_FIELDS = frozenset({"symbol", "source"})
+_STR_FIELDS = frozenset({"symbol", "source", "order_type", "limit_tif"})
 
 
 def _finite(v: Any) -> bool:
@@ -420,7 +424,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
 class _Field:
     name: str
     label: str
-    kind: str  # "text", "decimal", "float", "int", "speed", "source", "file"
+    kind: str  # "text", "decimal", "float", "int", "speed", "source", "file", "choice:<set>"
     unit: str
     tip: str
     maximum: int = 1_000_000  # spin boxes only: a sanity cap; the engine judges the value
@@ -453,13 +457,26 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
                "Fee on market orders in basis points of notional (1 bp = 0.01 %). "
                "Bitunix VIP 0: 6 bps."),
         _Field("maker_fee_bps", "Maker fee", "float", "bps",
-               "Fee on resting orders in basis points. Recorded only: the paper broker sends "
-               "market orders."),
+               "Fee on the fills of resting limit orders, in basis points of notional."),
         _Field("slip_bps", "Slippage", "float", "bps",
                "Price slip in basis points, used only when no quote exists at fill time."),
         _Field("latency_ms", "Execution latency", "int", "ms",
-               "Delay from a signal to its fill in milliseconds; the fill takes the quote in "
+               "Delay from a signal to its fill in milliseconds; the fill takes the book in "
                "force when the delay has passed.", maximum=600_000),
+        _Field("order_type", "Entry order", "choice:order_type", "",
+               "market: entries take the book (they walk its levels; taker fee). limit: "
+               "entries rest at the best bid/ask ∓ the offset and fill only from trades that "
+               "print through the queue ahead of them (maker fee), possibly partially. Exits "
+               "are always market orders."),
+        _Field("limit_offset_bps", "Limit offset", "float", "bps",
+               "A limit buy rests this many bps below the best bid, a sell above the best ask "
+               "(0 = join the best price; negative = cross into the book). In [-100, 1000]."),
+        _Field("limit_timeout_s", "Limit timeout", "float", "s",
+               "An unfilled limit entry is cancelled this many seconds after it reaches the "
+               "exchange (0 = never; the session's end cancels it). In [0, 86400]."),
+        _Field("limit_tif", "Time in force", "choice:limit_tif", "",
+               "GTC: rests until filled, cancelled or timed out. IOC: fills what it can at "
+               "once, the rest is cancelled. POST_ONLY: refused if it would take liquidity."),
     )),
     ("Circuit breaker", (
         _Field("max_parse_errors", "Max parse errors", "int", "per window",
@@ -513,6 +530,10 @@ QGroupBox {{ font-weight: 600; }}
 """
 
 
+_CHOICES = {"order_type": ORDER_TYPES, "limit_tif": TIFS}
+CHOICE_LABELS = {"market": "Market", "limit": "Limit", "GTC": "GTC (good till cancelled)",
+                 "IOC": "IOC (immediate or cancel)", "POST_ONLY": "Post-only (maker only)"}
+
 SOURCE_LABELS = {"auto": "Auto (Bitunix, else the bundled replay)", "bitunix": "Bitunix (live)",
                  "replay": "Replay"}
 
@@ -548,10 +569,10 @@ class SettingsDialog(QDialog):
             form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
             form.setHorizontalSpacing(10)
-            form.setVerticalSpacing(6)
+            form.setVerticalSpacing(3)
             for spec in group_fields:
                 label = QLabel(spec.label + ":")
-                labels[i // 2].append(label)
+                labels[0 if i < 2 else 1].append(label)
                 label.setToolTip(f"<b>{spec.name}</b><br>{spec.tip}")
                 form.addRow(label, self._make_row(spec))
             (left if i < 2 else right).addWidget(box)
@@ -589,8 +610,22 @@ class SettingsDialog(QDialog):
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
 
+        # the fields scroll when the screen is too short for them (a 1280x720 laptop with a
+        # title bar and a panel); note, problems and buttons always stay in view
+        body = QWidget()
+        body.setLayout(columns)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(body)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(body.sizeHint().width() + bar)
+        self.scroll.setMinimumHeight(min(body.sizeHint().height(), 240))
+        self._body = body
+
         root = QVBoxLayout(self)
-        root.addLayout(columns)
+        root.addWidget(self.scroll, 1)
         root.addWidget(note)
         root.addWidget(self.problems_label)
         root.addWidget(line)
@@ -598,6 +633,16 @@ class SettingsDialog(QDialog):
 
         self._load(settings)
         self._revalidate()
+        self._fitted = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if not self._fitted:  # the whole form where it fits, else as tall as the screen lets
+            self._fitted = True
+            hint = self.sizeHint()
+            extra = self._body.sizeHint().height() - self.scroll.height()
+            fit_window(self, hint.width(), hint.height() + max(0, extra),
+                       anchor=self.parentWidget(), share=0.94)
+        super().showEvent(event)
 
     # ---- building ----
     def _make_row(self, spec: _Field) -> QWidget:
@@ -613,6 +658,11 @@ class SettingsDialog(QDialog):
                 editor.addItem(SOURCE_LABELS.get(key, key), key)
             editor.currentIndexChanged.connect(
                 lambda _i, e=editor: self._on_source_changed(e.currentData()))
+        elif spec.kind.startswith("choice:"):
+            editor = QComboBox()
+            for key in _CHOICES[spec.kind.split(":", 1)[1]]:
+                editor.addItem(CHOICE_LABELS.get(key, key), key)
+            editor.currentIndexChanged.connect(self._on_order_type_changed)
         elif spec.kind == "int":
             editor = QSpinBox()
             editor.setRange(0, spec.maximum)
@@ -669,6 +719,7 @@ class SettingsDialog(QDialog):
                 else:
                     editor.setText(str(value))
         self._on_source_changed(self.editors["source"].currentData())
+        self._on_order_type_changed()
 
     # ---- reading ----
     def _read(self) -> tuple[AppSettings, dict[str, str]]:
@@ -744,6 +795,16 @@ class SettingsDialog(QDialog):
         if hasattr(self, "browse_button"):
             self.browse_button.setEnabled(not live)
         self.editors["speed"].setEnabled(not live)
+        self._revalidate()
+
+    def _on_order_type_changed(self, *_: object) -> None:
+        """The limit fields mean something only for limit entries: greyed out otherwise."""
+        if not all(n in self.editors for n in ("order_type", "limit_offset_bps",
+                                                "limit_timeout_s", "limit_tif")):
+            return  # still building the dialog
+        limit = self.editors["order_type"].currentData() == "limit"
+        for name in ("limit_offset_bps", "limit_timeout_s", "limit_tif"):
+            self.editors[name].setEnabled(limit)
         self._revalidate()
 
     def _on_browse(self) -> None:

@@ -22,14 +22,14 @@ def make_window(qtbot, gui_env, data_dir):
     from gui.main_window import MainWindow
     made = []
 
-    def make(**cfg_kw):
+    def make(cli_overrides=None, **cfg_kw):
         cfg_kw.setdefault("seed", 5)
         cfg_kw.setdefault("replay_start_index", 700)
         cfg_kw.setdefault("reset_account", True)
         qs = QSettings(str(gui_env / "ui.ini"), QSettings.IniFormat)
         w = MainWindow(SessionConfig(data_dir=data_dir, **cfg_kw), qsettings=qs,
                        settings_file=gui_env / "config" / "settings.json",
-                       watchdog_config=WatchdogConfig(restart_delay_s=0.3, hang_after_s=20))
+                       cli_overrides=cli_overrides, watchdog_config=WatchdogConfig(restart_delay_s=0.3, hang_after_s=20))
         w.show()  # not qtbot.addWidget: its teardown deletes widgets before ours stops sessions
         made.append(w)
         return w

@@ -132,6 +132,42 @@ def test_dialog_disables_replay_fields_for_live_source(qtbot):
     assert dialog.ok_button.isEnabled()
 
 
+def test_dialog_sets_limit_entries_and_greys_their_fields_for_market(qtbot, tmp_path):
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    kind, tif = dialog.editors["order_type"], dialog.editors["limit_tif"]
+    assert kind.currentText() == "Market"
+    for name in ("limit_offset_bps", "limit_timeout_s", "limit_tif"):
+        assert not dialog.editors[name].isEnabled()  # meaningless for market entries
+    assert dialog.editors["limit_timeout_s"].text() == "30"
+
+    kind.setCurrentIndex(kind.findData("limit"))
+    assert kind.currentText() == "Limit"
+    for name in ("limit_offset_bps", "limit_timeout_s", "limit_tif"):
+        assert dialog.editors[name].isEnabled()
+    tif.setCurrentIndex(tif.findData("POST_ONLY"))
+    assert tif.currentText() == "Post-only (maker only)"
+    _type(qtbot, dialog.editors["limit_offset_bps"], "2000")
+    assert dialog.problems() == {"limit_offset_bps": ["must be in [-100, 1000]"]}
+    assert dialog.problems_label.text() == "limit_offset_bps must be in [-100, 1000]"
+    assert not dialog.ok_button.isEnabled()
+    _type(qtbot, dialog.editors["limit_offset_bps"], "1.5")
+    _type(qtbot, dialog.editors["limit_timeout_s"], "45")
+    assert dialog.ok_button.isEnabled()
+    s = dialog.settings()
+    assert (s.order_type, s.limit_offset_bps, s.limit_timeout_s, s.limit_tif) == (
+        "limit", 1.5, 45.0, "POST_ONLY")
+    cfg = s.to_session_config(tmp_path)
+    assert cfg.strategy == MomentumParams(order_type="limit", limit_offset_bps=1.5,
+                                          limit_timeout_s=45.0, limit_tif="POST_ONLY")
+    # a saved file with a bad value is refused by name, as typed would be
+    with pytest.raises(ValueError, match="limit_tif: expected text"):
+        AppSettings.from_dict({"limit_tif": 3})
+    assert AppSettings(order_type="stop").validate() == [
+        "order_type: must be market or limit"]
+
+
 # ------------------------------------------------------------------------ AppSettings
 
 def test_defaults_come_from_the_engine():

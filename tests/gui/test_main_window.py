@@ -264,6 +264,19 @@ def test_cli_options_override_saved_settings(monkeypatch):
     args, _cfg = main.parse_config(argv)
     assert cli_overrides(args, argv) == {"duration_min": 3.0, "speed": math.inf,
                                          "source": "replay"}
+    argv = ["--order-type", "limit", "--limit-tif", "IOC", "--limit-offset-bps", "2"]
+    args, _cfg = main.parse_config(argv)
+    assert cli_overrides(args, argv) == {"order_type": "limit", "limit_tif": "IOC",
+                                         "limit_offset_bps": 2.0}
+
+
+def test_order_options_on_the_command_line_beat_saved_settings(make_window, gui_env):
+    from gui.settings_dialog import AppSettings, save_settings
+    save_settings(AppSettings(order_type="market", limit_timeout_s=12.0))
+    w = make_window(cli_overrides={"order_type": "limit", "limit_tif": "POST_ONLY"})
+    cfg = w.build_config()
+    assert (cfg.strategy.order_type, cfg.strategy.limit_tif, cfg.strategy.limit_timeout_s) == (
+        "limit", "POST_ONLY", 12.0)  # the saved timeout stays; the given options win
 
 
 @pytest.mark.parametrize("extra, want_code, want_status", [
