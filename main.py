@@ -81,6 +81,7 @@ def _symbol(text: str) -> str:
 
 
 MIN_DURATION_MIN = 1 / 60  # one second of market time
+MAX_DURATION_MIN = 62 * 24 * 60  # two months of market time (a month's replay fits)
 
 
 def _duration(text: str) -> float:
@@ -89,10 +90,10 @@ def _duration(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--duration must be a number of minutes, "
                                          f"got {text!r}") from None
-    if not (math.isfinite(v) and MIN_DURATION_MIN <= v <= 7 * 24 * 60):
+    if not (math.isfinite(v) and MIN_DURATION_MIN <= v <= MAX_DURATION_MIN):
         raise argparse.ArgumentTypeError(
-            f"--duration must be from 1 second (0.0167 min) to 7 days (10080 min) of market "
-            f"time, got {text!r}")
+            f"--duration must be from 1 second (0.0167 min) to 62 days ({MAX_DURATION_MIN} "
+            f"min) of market time, got {text!r}")
     return v
 
 
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slip-bps", type=_positive_float("--slip-bps", 0, 1000, True), default=2.0,
                    metavar="BPS",
                    help="slippage used only when no quote exists at fill time (default 2)")
-    p.add_argument("--spread-usd", type=_positive_float("--spread-usd", 0.0, 1000.0),
+    p.add_argument("--spread-usd", type=_positive_float("--spread-usd", 0.0, 1000.0, True),
                    default=1.0, metavar="USD",
                    help="bid/ask spread for replay files without quotes (default 1.0)")
     p.add_argument("--channel-stale-s", type=_positive_float("--channel-stale-s", 0.0, 3600.0,
@@ -234,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "exchange (the cancel takes the execution latency too; 0: never; default 30)")
     p.add_argument("--limit-tif", choices=("GTC", "IOC", "POST_ONLY"), default="GTC",
                    help="a limit entry's time in force (default GTC)")
+    p.add_argument("--strategy", default="ema_momentum", metavar="NAME|FILE.py[:Class]",
+                   help="the strategy: a built-in (ema_momentum, the default; sma_cross) or "
+                   "your own file implementing the Strategy protocol (see the README); "
+                   "default ema_momentum")
+    p.add_argument("--strategy-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one of the strategy's declared parameters (repeatable; "
+                   "default: the file's own defaults)")
+    p.add_argument("--fixed-qty", default=None, metavar="BTC",
+                   help="every entry this many BTC instead of risk sizing (a reversal: "
+                   "twice that; default: risk sizing)")
+    p.add_argument("--replay-from-start", action="store_true",
+                   help="replay the file from its first bar (not a random window); without "
+                   "--duration, to its end")
+    p.add_argument("--no-breaker", action="store_true",
+                   help="no circuit breaker: nothing blocks entries (a backtest as the "
+                   "peers run it)")
     p.add_argument("--no-flatten", action="store_true",
                    help="leave an open position open at session end")
     p.add_argument("--reset-account", action="store_true",
@@ -299,7 +316,7 @@ def parse_config(argv: list[str]):
     from trading.broker import BrokerConfig
     from trading.risk import BreakerConfig
     from trading.runtime.session import SessionConfig
-    from trading.strategy import MomentumParams
+    from trading.strategy import EntryOrders
     try:
         balance = Decimal(args.starting_balance)
         if not balance.is_finite() or not Decimal("1") <= balance <= Decimal("1e12"):
@@ -311,9 +328,28 @@ def parse_config(argv: list[str]):
         broker = BrokerConfig(starting_cash=balance, taker_fee_bps=args.taker_fee_bps,
                               maker_fee_bps=args.maker_fee_bps, slip_bps=args.slip_bps,
                               latency_ms=args.execution_latency_ms,
-                              risk_per_trade=args.risk_per_trade, symbol=args.symbol)
+                              risk_per_trade=args.risk_per_trade, symbol=args.symbol,
+                              fixed_qty=args.fixed_qty)
     except ValueError as e:
-        parser.error(str(e))
+        parser.error(f"argument --fixed-qty: {e}" if "fixed_qty" in str(e) else str(e))
+    from trading.runtime.strategies import StrategyError, load_strategy, parse_param_args
+    try:
+        strategy_params = parse_param_args(args.strategy_param)
+    except ValueError as e:
+        parser.error(f"argument --strategy-param: {e}")
+    if not args.source.startswith("recording:"):
+        try:
+            strategy_params = load_strategy(args.strategy, strategy_params).params
+        except StrategyError as e:
+            parser.error(f"argument --strategy: {e}")
+    if args.replay_from_start:
+        if args.source == "bitunix" or args.source.startswith("recording:"):
+            parser.error("argument --replay-from-start: only for a replay of a file")
+        if "duration" not in _given(parser, argv):  # to the file's end
+            from trading.runtime.datafiles import default_replay_file, load_market_file
+            data = load_market_file(args.replay_file or default_replay_file())
+            span = (data.rows[-1][0] - data.rows[0][0]) / 60_000 + 2
+            args.duration = min(max(span, MIN_DURATION_MIN), MAX_DURATION_MIN)
     if args.chaos:
         from trading.runtime.exchange import ChaosPlan
         try:
@@ -352,13 +388,15 @@ def parse_config(argv: list[str]):
     if problem:
         parser.error(f"argument {where}: {problem}")
     if args.source.startswith("recording:"):
-        return args, _recording_config(parser, args, argv, data_dir)
+        return args, _recording_config(parser, args, argv, data_dir, strategy_params)
     cfg = SessionConfig(
         data_dir=data_dir, duration_min=args.duration, source=args.source,
         replay_file=args.replay_file, speed=args.speed, symbol=args.symbol, seed=args.seed,
         chaos=args.chaos, broker=broker, breaker=BreakerConfig(),
-        strategy=MomentumParams(order_type=args.order_type, limit_offset_bps=args.limit_offset_bps,
-                                limit_timeout_s=args.limit_timeout_s, limit_tif=args.limit_tif),
+        strategy=args.strategy, strategy_params=strategy_params,
+        entry=EntryOrders(order_type=args.order_type, limit_offset_bps=args.limit_offset_bps,
+                          limit_timeout_s=args.limit_timeout_s, limit_tif=args.limit_tif),
+        breaker_enabled=not args.no_breaker, replay_from_start=args.replay_from_start,
         flatten_at_end=not args.no_flatten, reset_account=args.reset_account,
         spread_usd=args.spread_usd, inject_strategy_error_at=args.inject_strategy_error,
         channel_stale_s=args.channel_stale_s,
@@ -377,10 +415,11 @@ _REPLAY_OVERRIDES = {"duration": "duration_min", "execution_latency_ms": "broker
                      "taker_fee_bps": "broker.taker_fee_bps",
                      "maker_fee_bps": "broker.maker_fee_bps", "slip_bps": "broker.slip_bps",
                      "risk_per_trade": "broker.risk_per_trade", "no_flatten": "flatten_at_end",
-                     "order_type": "strategy.order_type",
-                     "limit_offset_bps": "strategy.limit_offset_bps",
-                     "limit_timeout_s": "strategy.limit_timeout_s",
-                     "limit_tif": "strategy.limit_tif"}
+                     "order_type": "entry.order_type",
+                     "limit_offset_bps": "entry.limit_offset_bps",
+                     "limit_timeout_s": "entry.limit_timeout_s",
+                     "limit_tif": "entry.limit_tif", "strategy": "strategy",
+                     "fixed_qty": "broker.fixed_qty"}
 _NOT_FOR_REPLAY = ("--replay-file", "--chaos", "--symbol", "--starting-balance",
                    "--spread-usd", "--reset-account", "--inject-strategy-error")
 
@@ -395,12 +434,13 @@ def _given(parser, argv: list[str]) -> set[str]:
     return out
 
 
-def _recording_config(parser, args, argv: list[str], data_dir: Path):
+def _recording_config(parser, args, argv: list[str], data_dir: Path, strategy_params: dict):
     """A replay of a recording: its own settings, changed only by the options given here."""
     from storage.paths import DataPaths
-    from trading.runtime.config import config_from_dict
+    from trading.runtime.config import _migrate, config_from_dict
     from trading.runtime.recording import RecordingError
     from trading.runtime.replaying import open_source
+    from trading.runtime.strategies import StrategyError, load_strategy
     ref = args.source.partition(":")[2]
     for opt in _NOT_FOR_REPLAY:
         if any(t == opt or t.startswith(opt + "=") for t in argv):
@@ -408,23 +448,32 @@ def _recording_config(parser, args, argv: list[str], data_dir: Path):
                          f"uses the recorded data and starting account)")
     try:
         path, header, _ = open_source(ref, DataPaths(data_dir).runs_dir)
-        recorded = dict(header["config"])
+        recorded = _migrate(dict(header["config"]))
         given = _given(parser, argv)
         for dest, key in _REPLAY_OVERRIDES.items():
             if dest not in given:
                 continue
             value = (not args.no_flatten) if dest == "no_flatten" else getattr(args, dest)
+            if dest == "strategy":  # another strategy: its own defaults, not the recorded
+                recorded["strategy_params"] = {}
             part, _, name = key.rpartition(".")
             if part:
                 recorded[part] = {**recorded.get(part, {}), name: value}
             else:
                 recorded[key] = value
+        if "strategy_param" in given:
+            recorded["strategy_params"] = {**recorded.get("strategy_params", {}),
+                                           **strategy_params}
+        recorded["strategy_params"] = load_strategy(recorded.get("strategy", "ema_momentum"),
+                                                    recorded.get("strategy_params")).params
         cfg = config_from_dict(
             recorded, data_dir=data_dir, source="recording", recording=str(path),
             speed=args.speed, progress_stream=None if args.quiet else sys.stdout,
             record=not args.no_record, record_max_mb=args.record_max_mb, chaos="",
             replay_file=None, resume=args.resume, previous_exit=args.previous_exit,
             supervisor_restarts=args.supervisor_restarts, reset_account=False)
+    except StrategyError as e:
+        parser.error(f"argument --strategy: {e}")
     except (RecordingError, ValueError, TypeError, KeyError) as e:
         parser.error(f"argument --source: {e}")
     if args.resume and not args.run_id:

@@ -30,7 +30,7 @@ from trading.book import walk  # noqa: E402
 from trading.depth_model import DepthModel  # noqa: E402
 from trading.runtime.datafiles import default_depth_model, load_market_file  # noqa: E402
 from trading.runtime.session import Session, SessionConfig  # noqa: E402
-from trading.strategy import MomentumParams  # noqa: E402
+from trading.strategy import EntryOrders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = ROOT / "resources" / "data" / "btcusdt_perp_binance_depth15_2windows.jsonl.gz"
@@ -131,7 +131,7 @@ def main() -> None:
               f"{statistics.mean(market):.4f} bps (max {max(market):.4f}); "
               f"depth: {m.final_report['depth_model']}")
         lim = session(tmp, "day-limit", duration_min=mins, replay_start_index=200,
-                      strategy=MomentumParams(order_type="limit"))
+                      entry=EntryOrders(order_type="limit"))
         ratio, n = limit_fill_ratio(lim)
         print(f"   the same with --order-type limit (join the best bid/ask, 30 s timeout): "
               f"{n} limit entries, fill ratio {ratio:.1%}, "

@@ -36,6 +36,8 @@ CLI_SETTING_OPTIONS = {
     "--limit-offset-bps": ("limit_offset_bps", "limit_offset_bps"),
     "--limit-timeout-s": ("limit_timeout_s", "limit_timeout_s"),
     "--limit-tif": ("limit_tif", "limit_tif"),
+    "--strategy": ("strategy", "strategy"),
+    "--strategy-param": ("strategy_params", "strategy_param"),
 }
 HEADLESS_ONLY = (("supervise", "--supervise"), ("resume", "--resume"),
                  ("give_up", "--give-up"), ("finalize", "--finalize"))
@@ -58,7 +60,12 @@ def cli_overrides(args, argv: list[str]) -> dict:
         value = getattr(args, attr, None)
         if value is None:
             continue
+        if field == "strategy_params":  # name=value strings: checked by parse_config
+            from trading.runtime.strategies import parse_param_args
+            value = parse_param_args(value)
         out[field] = str(value) if field in ("replay_file", "starting_balance") else value
+    if "strategy" in out and "strategy_params" not in out:
+        out["strategy_params"] = {}  # another strategy: its own defaults
     return out
 
 

@@ -7,22 +7,24 @@ about what is allowed. Everything here runs on the GUI thread.
 """
 from __future__ import annotations
 
+import ast
+import html
 import json
 import logging
 import math
 import os
 import re
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
+                               QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from gui import theme
@@ -33,7 +35,9 @@ from storage.state import save_json_atomic
 from trading.broker import BrokerConfig
 from trading.risk import BreakerConfig
 from trading.runtime.session import SessionConfig
-from trading.strategy import MomentumParams
+from trading.runtime.strategies import (BUILTINS, StrategyError, load_strategy,
+                                        parse_param_value, user_strategy_files)
+from trading.strategy import ORDER_TYPES, TIFS, EntryOrders
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
@@ -49,7 +53,7 @@ MAX_SPEED = 10_000.0
 
 _BROKER = BrokerConfig()
 _BREAKER = BreakerConfig()
-_STRATEGY = MomentumParams()
+_ENTRY = EntryOrders()
 _SESSION = {f.name: f.default for f in fields(SessionConfig) if f.default is not MISSING}
 
 # settings field -> BrokerConfig field
@@ -57,9 +61,11 @@ _BROKER_FIELDS = {"starting_balance": "starting_cash", "taker_fee_bps": "taker_f
                   "maker_fee_bps": "maker_fee_bps", "slip_bps": "slip_bps",
                   "latency_ms": "latency_ms", "risk_per_trade": "risk_per_trade"}
 BREAKER_FIELDS = tuple(f.name for f in fields(BreakerConfig))
-STRATEGY_FIELDS = tuple(f.name for f in fields(MomentumParams))
-ORDER_TYPES = ("market", "limit")
-TIFS = ("GTC", "IOC", "POST_ONLY")
+ENTRY_FIELDS = tuple(f.name for f in fields(EntryOrders))
+# the default strategy's parameters were settings fields of their own before strategies
+# were files: a settings file that still has them keeps them as that strategy's parameters
+_OLD_STRATEGY_FIELDS = ("fast", "slow", "hold_bars", "atr_len", "stop_atr", "target_atr",
+                        "min_gap_bps")
 
 
 @dataclass
@@ -80,17 +86,12 @@ class AppSettings:
     max_consecutive_losses: int = _BREAKER.max_consecutive_losses
     max_session_loss_pct: float = _BREAKER.max_session_loss_pct
     cooldown_s: float = _BREAKER.cooldown_s
-    fast: int = _STRATEGY.fast
-    slow: int = _STRATEGY.slow
-    hold_bars: int = _STRATEGY.hold_bars
-    atr_len: int = _STRATEGY.atr_len
-    stop_atr: float = _STRATEGY.stop_atr
-    target_atr: float = _STRATEGY.target_atr
-    min_gap_bps: float = _STRATEGY.min_gap_bps
-    order_type: str = _STRATEGY.order_type  # how entries are sent; exits are always market
-    limit_offset_bps: float = _STRATEGY.limit_offset_bps
-    limit_timeout_s: float = _STRATEGY.limit_timeout_s
-    limit_tif: str = _STRATEGY.limit_tif
+    strategy: str = "ema_momentum"  # a built-in name or path/to/file.py[:ClassName]
+    strategy_params: dict = field(default_factory=dict)  # its parameters (else its defaults)
+    order_type: str = _ENTRY.order_type  # how entries are sent; exits are always market
+    limit_offset_bps: float = _ENTRY.limit_offset_bps
+    limit_timeout_s: float = _ENTRY.limit_timeout_s
+    limit_tif: str = _ENTRY.limit_tif
     source: str = _SESSION["source"]
     duration_min: float = _SESSION["duration_min"]
     speed: float = _SESSION["speed"]  # market seconds per wall second; math.inf = "max"
@@ -127,9 +128,24 @@ class AppSettings:
         rename = {v: k for k, v in _BROKER_FIELDS.items()}
         out += _engine_problems(BrokerConfig, broker_values, rename)
         out += _engine_problems(BreakerConfig, {n: getattr(self, n) for n in BREAKER_FIELDS}, {})
-        out += _engine_problems(MomentumParams, {n: getattr(self, n) for n in STRATEGY_FIELDS},
-                                {})
+        out += _engine_problems(EntryOrders, {n: getattr(self, n) for n in ENTRY_FIELDS}, {})
+        out += self.strategy_problems()
         return out
+
+    def strategy_problems(self) -> list[tuple[str, str]]:
+        """The strategy file and its parameters, judged by the loader a session uses: a bad
+        parameter is blamed on `param.<name>`, anything else on `strategy`."""
+        if not isinstance(self.strategy, str) or not isinstance(self.strategy_params, dict):
+            return [("strategy", "must be a strategy name or file, with its parameters")]
+        try:
+            load_strategy(self.strategy, self.strategy_params)
+        except StrategyError as e:
+            m = re.match(r"bad parameters?:? (\w+): (.*)", e.problem)
+            if m and m.group(1) in self.strategy_params:
+                return [(f"param.{m.group(1)}", m.group(2))]
+            where = f" (line {e.line})" if e.line else ""
+            return [("strategy", f"{e.path}{where}: {e.problem}")]
+        return []
 
     def validate(self) -> list[str]:
         """Return every problem as "field: reason" (empty list = valid)."""
@@ -147,12 +163,13 @@ class AppSettings:
             slip_bps=self.slip_bps, latency_ms=self.latency_ms,
             risk_per_trade=self.risk_per_trade, symbol=self.symbol)
         breaker = BreakerConfig(**{n: getattr(self, n) for n in BREAKER_FIELDS})
-        strategy = MomentumParams(**{n: getattr(self, n) for n in STRATEGY_FIELDS})
+        entry = EntryOrders(**{n: getattr(self, n) for n in ENTRY_FIELDS})
         replay = Path(self.replay_file) if self.replay_file and self.source != "bitunix" else None
+        params = load_strategy(self.strategy, self.strategy_params).params
         return SessionConfig(data_dir=Path(data_dir), duration_min=self.duration_min,
                              source=self.source, replay_file=replay, speed=self.speed,
                              symbol=self.symbol, broker=broker, breaker=breaker,
-                             strategy=strategy)
+                             strategy=self.strategy, strategy_params=params, entry=entry)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (speed math.inf is written as "max")."""
@@ -168,6 +185,10 @@ class AppSettings:
         if not isinstance(data, dict):
             raise ValueError(f"settings must be a JSON object, got {type(data).__name__}")
         kwargs: dict[str, Any] = {}
+        old = {k: data[k] for k in _OLD_STRATEGY_FIELDS if k in data}
+        if old and "strategy_params" not in data and data.get("strategy") in (None,
+                                                                                "ema_momentum"):
+            data = {**data, "strategy_params": old}
         for f in fields(cls):
             if f.name in data:
                 kwargs[f.name] = _coerce(f.name, data[f.name])
@@ -175,8 +196,8 @@ class AppSettings:
 
 
 _INT_FIELDS = frozenset({"latency_ms", "max_parse_errors", "max_reconnects", "max_rejects",
-                         "max_consecutive_losses", "fast", "slow", "hold_bars", "atr_len"})
-_STR_FIELDS = frozenset({"symbol", "source", "order_type", "limit_tif"})
+                         "max_consecutive_losses"})
+_STR_FIELDS = frozenset({"symbol", "source", "order_type", "limit_tif", "strategy"})
 
 
 def _finite(v: Any) -> bool:
@@ -233,6 +254,18 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{name}: expected text, got {kind}")
         return value
+    if name == "strategy_params":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and not isinstance(v, (dict, list)) and v is not None
+                for k, v in value.items()):
+            raise ValueError(f"strategy_params: expected an object of names and values, "
+                             f"got {kind}")
+        for k, v in value.items():
+            if isinstance(v, _OutOfRange):
+                raise ValueError(f"{k}: number out of range ({v})")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{k}: expected a finite number, got {v!r}")
+        return dict(value)
     if name == "replay_file":
         if value is None or isinstance(value, str):
             return value or None
@@ -496,22 +529,10 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
                "Seconds a tripped breaker blocks entries before it lets one through again."),
     )),
     ("Strategy", (
-        _Field("fast", "Fast EMA", "int", "bars",
-               "Length of the fast EMA in 1-minute candles; must be below the slow EMA.",
-               maximum=1000),
-        _Field("slow", "Slow EMA", "int", "bars",
-               "Length of the slow EMA in 1-minute candles (at most 500).", maximum=1000),
-        _Field("hold_bars", "Hold", "int", "bars",
-               "Closed 1-minute candles after which a position is exited.", maximum=10_000),
-        _Field("atr_len", "ATR length", "int", "bars",
-               "Candles in the average true range used for stops and targets (2-500).",
-               maximum=10_000),
-        _Field("stop_atr", "Stop", "float", "× ATR",
-               "Stop-loss distance as a multiple of the ATR, in (0, 100]."),
-        _Field("target_atr", "Target", "float", "× ATR",
-               "Take-profit distance as a multiple of the ATR, in (0, 100]."),
-        _Field("min_gap_bps", "Min EMA gap", "float", "bps",
-               "Smallest fast-slow EMA gap, in basis points of price, that counts as a trend."),
+        _Field("strategy", "Strategy", "strategy", "",
+               "The strategy that trades: a built-in, or a Python file of your own in the "
+               "strategies folder (Open folder…). Its parameters follow; see the README for "
+               "the Strategy protocol."),
     )),
 )
 
@@ -536,6 +557,29 @@ CHOICE_LABELS = {"market": "Market", "limit": "Limit", "GTC": "GTC (good till ca
 
 SOURCE_LABELS = {"auto": "Auto (Bitunix, else the bundled replay)", "bitunix": "Bitunix (live)",
                  "replay": "Replay"}
+
+
+def strategies_dir() -> Path:
+    """The per-user folder of strategy files, beside the settings file."""
+    return settings_path().parent / "strategies"
+
+
+def strategy_classes(path: Path) -> list[str]:
+    """The classes of a strategy file that define `on_candle` (read, never run)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    return [n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
+        isinstance(f, ast.FunctionDef) and f.name == "on_candle" for f in n.body)]
+
+
+def _param_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _float_text(v)
+    return str(v)
 
 
 def _float_text(v: float) -> str:
@@ -570,6 +614,8 @@ class SettingsDialog(QDialog):
             form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
             form.setHorizontalSpacing(10)
             form.setVerticalSpacing(3)
+            if title == "Strategy":
+                self._strategy_form = form  # the strategy's parameter rows follow its row
             for spec in group_fields:
                 label = QLabel(spec.label + ":")
                 labels[0 if i < 2 else 1].append(label)
@@ -580,6 +626,9 @@ class SettingsDialog(QDialog):
             width = max(label.sizeHint().width() for label in column)
             for label in column:
                 label.setMinimumWidth(width)
+        self._param_label_width = max(label.sizeHint().width() for label in labels[1])
+        self._param_defaults: dict[str, Any] = {}
+        self._initial_strategy: tuple[str, dict] = ("", {})
         left.addStretch(1)
         right.addStretch(1)
         columns.addLayout(left, 1)
@@ -658,6 +707,11 @@ class SettingsDialog(QDialog):
                 editor.addItem(SOURCE_LABELS.get(key, key), key)
             editor.currentIndexChanged.connect(
                 lambda _i, e=editor: self._on_source_changed(e.currentData()))
+        elif spec.kind == "strategy":
+            editor = QComboBox()
+            editor.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            editor.setMinimumContentsLength(18)
+            editor.currentIndexChanged.connect(self._on_strategy_changed)
         elif spec.kind.startswith("choice:"):
             editor = QComboBox()
             for key in _CHOICES[spec.kind.split(":", 1)[1]]:
@@ -688,6 +742,13 @@ class SettingsDialog(QDialog):
         editor.setFixedHeight(self._row_height)  # spin boxes without arrows run short
         self.editors[spec.name] = editor
         lay.addWidget(editor, 1)
+        if spec.kind == "strategy":
+            folder = QPushButton("Open folder…")
+            folder.setToolTip(f"Your strategy files: {strategies_dir()}. Put a .py file "
+                              "implementing the Strategy protocol there; it is listed here.")
+            folder.clicked.connect(self._on_open_strategies)
+            self.strategies_button = folder
+            lay.addWidget(folder)
         if spec.kind == "file":
             browse = QPushButton("Browse…")
             browse.setToolTip("Choose a CSV or CSV.gz market-data file.")
@@ -704,7 +765,12 @@ class SettingsDialog(QDialog):
         return row
 
     def _load(self, s: AppSettings) -> None:
-        for name, editor in self.editors.items():
+        self._initial_strategy = (s.strategy, dict(s.strategy_params))
+        self._strategy_items(s.strategy)
+        self._build_params(s.strategy, s.strategy_params)
+        for name, editor in list(self.editors.items()):
+            if name.startswith("param.") or name == "strategy":
+                continue
             value = getattr(s, name)
             if isinstance(editor, QComboBox):
                 idx = editor.findData(str(value))
@@ -726,7 +792,17 @@ class SettingsDialog(QDialog):
         """Build settings from the editors; return them and the fields that did not parse."""
         values: dict[str, Any] = {}
         bad: dict[str, str] = {}
+        params: dict[str, Any] = {}
         for name, editor in self.editors.items():
+            if name.startswith("param."):
+                key = name[6:]
+                default = self._param_defaults.get(key)
+                try:
+                    params[key] = parse_param_value(key, editor.text().strip(), default)
+                except ValueError as e:
+                    bad[name] = str(e).split(": ", 1)[-1]
+                    params[key] = default
+                continue
             spec = _FIELDS[name]
             if isinstance(editor, QComboBox):
                 values[name] = editor.currentData()
@@ -750,7 +826,9 @@ class SettingsDialog(QDialog):
                                      else "must be a number")
         defaults = AppSettings()
         for name in bad:
-            values[name] = getattr(defaults, name)
+            if not name.startswith("param."):
+                values[name] = getattr(defaults, name)
+        values["strategy_params"] = params
         return AppSettings(**values), bad
 
     def settings(self) -> AppSettings:
@@ -773,9 +851,10 @@ class SettingsDialog(QDialog):
                 editor.style().polish(editor)
         lines = []
         for name in self.editors:
+            shown = name[6:] if name.startswith("param.") else name
             for reason in problems.get(name, []):
-                lines.append(f"{name} {reason}" if reason.startswith("must") else
-                             f"{name}: {reason}")
+                lines.append(f"{shown} {reason}" if reason.startswith(("must", "need")) else
+                             f"{shown}: {reason}")
         for name, reasons in problems.items():  # cross-field problems without an editor
             if name not in self.editors:
                 lines += [f"{name}: {r}" for r in reasons]
@@ -806,6 +885,90 @@ class SettingsDialog(QDialog):
         for name in ("limit_offset_bps", "limit_timeout_s", "limit_tif"):
             self.editors[name].setEnabled(limit)
         self._revalidate()
+
+    # ---- the strategy and its parameters ----
+    def _strategy_items(self, current: str) -> None:
+        combo = self.editors["strategy"]
+        combo.blockSignals(True)
+        combo.clear()
+        for name in BUILTINS:
+            combo.addItem(f"{name} (built-in)", name)
+        for path in user_strategy_files(strategies_dir()):
+            found = strategy_classes(path)
+            for cls in found:
+                combo.addItem(f"{path.name}: {cls}", f"{path}:{cls}")
+            if not found:
+                combo.addItem(f"{path.name} (no strategy class)", str(path))
+        if current and combo.findData(current) < 0:
+            combo.addItem(current, current)
+        combo.setCurrentIndex(max(0, combo.findData(current)))
+        combo.blockSignals(False)
+
+    def _build_params(self, ref: str, values: dict) -> None:
+        """One row per declared parameter of the strategy `ref` (none if it cannot load)."""
+        form = self._strategy_form
+        while form.rowCount() > 1:
+            form.removeRow(1)
+        for name in [n for n in self.editors if n.startswith("param.")]:
+            del self.editors[name]
+            self.unit_labels.pop(name, None)
+        try:
+            spec = load_strategy(ref)
+        except StrategyError:
+            self._param_defaults = {}
+            return  # the strategy row says what is wrong
+        self._param_defaults = dict(spec.declared)
+        helps = getattr(spec.cls, "param_help", {})
+        helps = helps if isinstance(helps, dict) else {}
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        for name, default in spec.declared.items():
+            label_text, unit_text, tip = name.replace("_", " "), "", ""
+            h = helps.get(name)
+            if isinstance(h, (tuple, list)) and len(h) == 3 and all(isinstance(x, str)
+                                                                      for x in h):
+                label_text, unit_text, tip = h
+            tip = f"<b>{name}</b> (default {_param_text(default)})<br>{html.escape(tip)}"
+            label = QLabel(label_text + ":")
+            label.setMinimumWidth(self._param_label_width)
+            label.setToolTip(tip)
+            row = QWidget()
+            lay = QHBoxLayout(row)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.setSpacing(6)
+            editor = QLineEdit(_param_text(values.get(name, default)))
+            editor.setObjectName(f"param.{name}")
+            editor.setToolTip(tip)
+            editor.setFixedHeight(self._row_height)
+            if not isinstance(default, str):
+                editor.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                editor.setFont(mono)
+                editor.setMinimumWidth(110)
+            editor.textChanged.connect(self._revalidate)
+            lay.addWidget(editor, 1)
+            unit = QLabel(unit_text)
+            unit.setObjectName("unit")
+            unit.setMinimumWidth(max(unit.fontMetrics().horizontalAdvance(f.unit)
+                                     for f in _FIELDS.values()) + 4)
+            lay.addWidget(unit)
+            self.editors[f"param.{name}"] = editor
+            self.unit_labels[f"param.{name}"] = unit
+            form.addRow(label, row)
+
+    def _on_strategy_changed(self, *_: object) -> None:
+        ref = self.editors["strategy"].currentData() or ""
+        first, params = self._initial_strategy
+        self._build_params(ref, params if ref == first else {})
+        self._revalidate()
+
+    def _on_open_strategies(self) -> None:
+        folder = strategies_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            QMessageBox.warning(self, "Strategies folder", f"{folder}: {e.strerror or e}")
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        self._strategy_items(self.editors["strategy"].currentData() or "")
 
     def _on_browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Replay file", "",

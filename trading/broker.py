@@ -36,6 +36,7 @@ class BrokerConfig:
     risk_per_trade: float = 0.005  # fraction of equity lost if the stop is hit
     max_leverage: float = 1.0  # notional cap as a multiple of equity
     symbol: str = "BTCUSDT"
+    fixed_qty: Decimal | None = None  # every entry this size (BTC) instead of risk sizing
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,6 +66,20 @@ class BrokerConfig:
             problems.append("risk_per_trade must be in (0, 0.5]")
         if not (math.isfinite(self.max_leverage) and 0 < self.max_leverage <= 125):
             problems.append("max_leverage must be in (0, 125]")
+        if self.fixed_qty is not None:
+            v = self.fixed_qty
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                try:
+                    v = Decimal(repr(v) if isinstance(v, float) else str(v))
+                except ArithmeticError:
+                    v = Decimal("NaN")
+            if not (isinstance(v, Decimal) and v.is_finite() and 0 < v <= Decimal("1e6")
+                    and self.lot_size.is_finite() and self.lot_size > 0
+                    and v % self.lot_size == 0 and v >= self.min_qty):
+                problems.append(f"fixed_qty must be a multiple of the lot size "
+                                f"{self.lot_size} from {self.min_qty} to 1e6")
+                v = None
+            object.__setattr__(self, "fixed_qty", v)
         if problems:
             raise ValueError("broker: " + "; ".join(problems))
 
@@ -119,15 +134,19 @@ class PaperBroker:
         return self.ledger.cash + self.unrealized()
 
     def size_for(self, stop_distance: float, price: float) -> Decimal:
-        """Return the lot-rounded qty risking `risk_per_trade` of equity at `stop_distance`."""
+        """Return the lot-rounded qty of an entry: `fixed_qty` when set; else risking
+        `risk_per_trade` of equity at `stop_distance`; with no stop, the notional cap
+        (`max_leverage` x equity)."""
         cfg = self.config
+        if cfg.fixed_qty is not None:
+            return cfg.fixed_qty
         eq = self.equity()
-        if stop_distance <= 0 or price <= 0 or eq <= 0:
+        if stop_distance < 0 or price <= 0 or eq <= 0:
             return Decimal("0")
-        risk_cash = eq * Decimal(repr(cfg.risk_per_trade))
-        qty = risk_cash / Decimal(repr(stop_distance))
         cap = eq * Decimal(repr(cfg.max_leverage)) / Decimal(repr(price))
-        qty = min(qty, cap)
+        qty = cap
+        if stop_distance > 0:
+            qty = min(eq * Decimal(repr(cfg.risk_per_trade)) / Decimal(repr(stop_distance)), cap)
         return (qty / cfg.lot_size).to_integral_value(rounding=ROUND_DOWN) * cfg.lot_size
 
     # ---- commands ----

@@ -20,7 +20,8 @@ from trading.events import (BreakerTripped, ClockTicked, FrameApplied,
                             SessionBegan, SignalRaised, SignalSkipped, EquitySampled)
 from trading.model import (Candle, CandleClosed, FeedReconnected, FundingApplied,
                            FundingInfo, KlineUpdate,
-                           OrderFilled, OrderRejected, Quote, TradeTick)
+                           OrderFilled, OrderRejected, Quote, Side, TradeTick)
+from trading.strategy import EntryOrders
 
 STALE_SIGNAL_MS = 5_000  # a candle closed this late (after a data gap) is not acted on
 
@@ -34,8 +35,10 @@ class TradingEngine:
                 "missed_while_down")
 
     def __init__(self, *, broker, breaker, strategy, clock, emit, symbol: str,
-                 duration_ms: int, equity_every_ms: int = 5000) -> None:
+                 duration_ms: int, equity_every_ms: int = 5000,
+                 entry: EntryOrders | None = None) -> None:
         self.broker, self.breaker, self.strategy = broker, breaker, strategy
+        self.entry = entry or EntryOrders()
         self.clock, self.emit, self.symbol = clock, emit, symbol
         self.duration_ms, self.equity_every_ms = duration_ms, equity_every_ms
         self.candles = CandleBuilder()
@@ -157,6 +160,9 @@ class TradingEngine:
                                  f"{type(e).__name__}: {e}") from e
         if signal is None:
             return
+        if signal.target is not None:
+            self._to_target(c, signal, position, pending)
+            return
         side = signal.side.value
         late_ms = c.closed_ts - (c.ts + 60_000)
         if late_ms > STALE_SIGNAL_MS:
@@ -171,34 +177,77 @@ class TradingEngine:
             self.emit(SignalSkipped(now, side, "pending", {"reason": signal.reason}))
             return
         if signal.reason == "entry":
-            if not self.breaker.allow(now):
-                self.blocked_signals += 1
-                self.emit(SignalSkipped(now, side, "blocked", {
-                    "trip_reason": self.breaker.trip_reason, "candle_close": c.close}))
-                self.emit(JournalNote(now, "signal_blocked",
-                                      {"trip_reason": self.breaker.trip_reason}))
+            if not self._allowed(now, side, c):
                 return
             if position != 0:
                 self.ignored_signals += 1
                 self.emit(SignalSkipped(now, side, "in_position", {}))
                 return
+        self._send(c, signal.side, signal.reason, signal.stop_distance, signal.target_distance,
+                   None)
+        self.emit(SignalRaised(now, side, signal.reason, signal.note, c.close))
+
+    def _allowed(self, now: int, side: str, c: Candle) -> bool:
+        if self.breaker.allow(now):
+            return True
+        self.blocked_signals += 1
+        self.emit(SignalSkipped(now, side, "blocked", {
+            "trip_reason": self.breaker.trip_reason, "candle_close": c.close}))
+        self.emit(JournalNote(now, "signal_blocked", {"trip_reason": self.breaker.trip_reason}))
+        return False
+
+    def _to_target(self, c: Candle, signal, position: Decimal, pending: bool) -> None:
+        """A target position: one order for target - position (a reversal is one order)."""
+        now = c.closed_ts
+        t = signal.target
+        if t not in (-1, 0, 1):
+            raise StrategyFailed(f"strategy {self.strategy.name} returned target {t!r} "
+                                 f"(must be -1, 0 or 1)")
+        want_side = "BUY" if t > 0 else "SELL" if t < 0 else ("SELL" if position > 0 else "BUY")
+        late_ms = now - (c.ts + 60_000)
+        if late_ms > STALE_SIGNAL_MS or pending:
+            self.ignored_signals += 1
+            self.emit(SignalSkipped(now, want_side, "stale" if late_ms > STALE_SIGNAL_MS
+                                    else "pending", {"target": t}))
+            return
+        if t == 0:
+            if position == 0:
+                return
+            self._send(c, Side.SELL if position > 0 else Side.BUY, "exit", 0.0, 0.0, None)
+            self.emit(SignalRaised(now, want_side, "exit", signal.note, c.close))
+            return
+        if (position > 0) == (t > 0) and position != 0:
+            return  # already there
+        if not self._allowed(now, want_side, c):
+            return
         q = self.broker.quote
-        if signal.order_type == "limit" and signal.reason == "entry" and q is not None:
+        ref = (q.ask if t > 0 else q.bid) if q is not None else c.close
+        size = self.broker.size_for(signal.stop_distance, ref)
+        qty = size + abs(position)  # from short to long (or back) in one order
+        self._send(c, Side.BUY if t > 0 else Side.SELL, "entry", signal.stop_distance,
+                   signal.target_distance, qty)
+        self.emit(SignalRaised(now, want_side, "entry", signal.note, c.close))
+
+    def _send(self, c: Candle, side: Side, reason: str, stop: float, target: float,
+              qty: Decimal | None) -> None:
+        now = c.closed_ts
+        q = self.broker.quote
+        e = self.entry
+        if e.order_type == "limit" and reason == "entry" and q is not None:
             # at the best bid (buy) / ask (sell), offset away from the market, on a 0.1 tick
-            buy = signal.side.value == "BUY"
-            raw = q.bid * (1 - signal.offset_bps / 1e4) if buy else \
-                q.ask * (1 + signal.offset_bps / 1e4)
+            buy = side is Side.BUY
+            raw = q.bid * (1 - e.limit_offset_bps / 1e4) if buy else \
+                q.ask * (1 + e.limit_offset_bps / 1e4)
             price = (math.floor(raw * 10 + 1e-9) if buy else math.ceil(raw * 10 - 1e-9)) / 10
             events = self.broker.submit_limit(
-                signal.side, signal.reason, now_ts=now, signal_ts=now, signal_px=c.close,
-                price=price, tif=signal.tif, timeout_ms=signal.timeout_ms,
-                stop_distance=signal.stop_distance, target_distance=signal.target_distance)
+                side, reason, now_ts=now, signal_ts=now, signal_px=c.close, price=price,
+                tif=e.limit_tif, timeout_ms=e.timeout_ms, stop_distance=stop,
+                target_distance=target, qty=qty)
         else:
-            events = self.broker.submit(signal.side, signal.reason, now_ts=now, signal_ts=now,
-                                        signal_px=c.close, stop_distance=signal.stop_distance,
-                                        target_distance=signal.target_distance)
+            events = self.broker.submit(side, reason, now_ts=now, signal_ts=now,
+                                        signal_px=c.close, stop_distance=stop,
+                                        target_distance=target, qty=qty)
         self._broker_events(events)
-        self.emit(SignalRaised(now, side, signal.reason, signal.note, c.close))
 
     # ---- the broker's events ----
     def _broker_events(self, events: list) -> None:
@@ -225,17 +274,24 @@ class TradingEngine:
         """Accumulate a fill into the open round trip; close it (and tell the breaker) when flat.
 
         `quiet`: a fill read back from the journal on resume (its trip, if any, was said)."""
-        self.open_fees += f.fee
-        self.open_realized += f.realized_pnl
-        if f.position_after == 0:
-            net = self.open_realized - self.open_fees
+        before = f.position_after - f.qty * f.side.sign
+        reversed_ = before != 0 and f.position_after != 0 and (before > 0) != (
+            f.position_after > 0)
+        if f.position_after == 0 or reversed_:
+            # a reversal closes one round trip and opens the next: its fee is split by qty
+            fee_close = f.fee if not reversed_ else (
+                f.fee * abs(before) / f.qty).quantize(Decimal("1e-8"))
+            net = self.open_realized + f.realized_pnl - self.open_fees - fee_close
             self.round_trips.append(net)
-            self.open_fees = Decimal("0")
+            self.open_fees = f.fee - fee_close
             self.open_realized = Decimal("0")
             tripped = self.breaker.record_round_trip(float(net), f.fill_ts)
             if not quiet:
                 self._trip_if(tripped, f.fill_ts)
-        elif f.reason == "entry":
+            return
+        self.open_fees += f.fee
+        self.open_realized += f.realized_pnl
+        if f.reason == "entry":
             self.breaker.record_success(f.fill_ts)
 
     # ---- account figures ----

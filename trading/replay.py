@@ -241,8 +241,8 @@ class Timeline:
         if not (isinstance(quotes_per_minute, int) and 1 <= quotes_per_minute <= 10_000):
             raise ValueError(f"quotes_per_minute must be 1..10000, got {quotes_per_minute!r}")
         spread_usd = float(spread_usd)
-        if not (math.isfinite(spread_usd) and spread_usd > 0):
-            raise ValueError(f"spread_usd must be > 0, got {spread_usd!r}")
+        if not (math.isfinite(spread_usd) and spread_usd >= 0):
+            raise ValueError(f"spread_usd must be >= 0, got {spread_usd!r}")
         self.data = data
         self.depth_model = depth_model  # synthetic depth_book15 where the data has no depth
         self.kind = data.kind

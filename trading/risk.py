@@ -145,3 +145,14 @@ class CircuitBreaker:
         for k, v in state.get("windows", {}).items():
             if k in self._windows:
                 self._windows[k] = deque(int(x) for x in v)
+
+
+class NoBreaker(CircuitBreaker):
+    """`--no-breaker`: nothing trips and every entry is allowed (a backtest run like the
+    peers'); it still counts failures so the report shows them."""
+
+    def _trip(self, now_ts: int, reason: str) -> bool:
+        return False
+
+    def allow(self, now_ts: int) -> bool:
+        return True

@@ -1,8 +1,26 @@
-"""Strategy interface and the default strategy.
+"""The strategy protocol, the signal a strategy returns, and how entries are sent.
 
-A strategy sees only *closed* candles and the current net position; it returns at most one
-signal per candle. It never sizes orders (the broker does, from risk per trade) and never sees
-quotes: what a signal costs between the candle close and the fill is the broker's business.
+A strategy is a class in a Python file of its own (the built-ins are in `trading/strategies/`;
+a trader's own are loaded by `trading.runtime.strategies`). It sees only *closed* 1-minute
+candles and the current net position, and returns at most one `Signal` per candle. It never
+sees quotes and never sends orders itself: the engine turns a signal into an order, and the
+broker fills it after the execution latency at the book in force then.
+
+The protocol (what the loader checks before any session starts)::
+
+    class MyStrategy:
+        name = "my_strategy"              # shown in the report and the journal
+        params = {"fast": 10, "slow": 30} # declared defaults: int, float, bool or str
+        def __init__(self, **params): ... # every declared parameter, defaults overridden by
+                                          # --strategy-param; raise ValueError on a bad one
+        def warm_up(self, candles): ...   # history, oldest first; no signals
+        def on_candle(self, candle, position_qty): ...  # -> Signal or None
+        def state(self) -> dict: ...      # JSON-ready indicator state (crash-only restarts)
+        def restore(self, state): ...     # load what state() returned
+
+A signal either names a side and a reason ("entry": open a position, sized by the broker from
+risk per trade, or `--fixed-qty`; "exit": close it), or a `target` position (+1 long, -1 short,
+0 flat): the engine sends one market order for target - position, so a reversal is one order.
 """
 from __future__ import annotations
 
@@ -16,23 +34,19 @@ from trading.model import Candle, Side
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """What to do at the next fill: enter long/short or exit the open position."""
+    """What to do at the next fill."""
 
-    side: Side
-    reason: str  # "entry" or "exit"
+    side: Side | None = None  # entry/exit signals; None with a target
+    reason: str = "entry"  # "entry" or "exit"
     stop_distance: float = 0.0  # price distance of the stop-loss from the fill (entries)
     target_distance: float = 0.0  # price distance of the take-profit from the fill (entries)
     note: str = ""
-    # how to enter: "market", or "limit" at the best bid (buy) / ask (sell) -/+ offset_bps,
-    # in force `tif`, cancelled `timeout_ms` after it reaches the exchange (exits: market)
-    order_type: str = "market"
-    offset_bps: float = 0.0
-    tif: str = "GTC"
-    timeout_ms: int = 0
+    target: int | None = None  # +1 long, -1 short, 0 flat: one order for target - position
 
 
 class Strategy(Protocol):
     name: str
+    params: dict
 
     def warm_up(self, candles: Sequence[Candle]) -> None:
         """Seed indicators from history (oldest first); produce no signals."""
@@ -47,143 +61,43 @@ class Strategy(Protocol):
         """Load what `state()` returned."""
 
 
-@dataclass(frozen=True, slots=True)
-class MomentumParams:
-    """Parameters of the default EMA-momentum strategy (candles are 1 minute)."""
+ORDER_TYPES = ("market", "limit")
+TIFS = ("GTC", "IOC", "POST_ONLY")
 
-    fast: int = 3
-    slow: int = 8
-    hold_bars: int = 3
-    atr_len: int = 14
-    stop_atr: float = 1.5
-    target_atr: float = 2.5
-    min_gap_bps: float = 0.5
-    order_type: str = "market"  # entries: market or limit (exits are always market)
+
+@dataclass(frozen=True, slots=True)
+class EntryOrders:
+    """How the engine sends a strategy's entries (exits are always market orders)."""
+
+    order_type: str = "market"  # market, or limit at the best bid/ask -/+ limit_offset_bps
     limit_offset_bps: float = 0.0  # a limit entry at the best bid/ask -/+ this many bps
     limit_timeout_s: float = 30.0  # an unfilled limit entry is cancelled this long after
     limit_tif: str = "GTC"  # GTC, IOC or POST_ONLY
 
     def __post_init__(self) -> None:
-        if self.order_type not in ("market", "limit"):
-            raise ValueError("strategy: order_type must be market or limit")
-        if not (math.isfinite(self.limit_offset_bps) and -100 <= self.limit_offset_bps <= 1000):
-            raise ValueError("strategy: limit_offset_bps must be in [-100, 1000]")
-        if not (math.isfinite(self.limit_timeout_s) and 0 <= self.limit_timeout_s <= 86_400):
-            raise ValueError("strategy: limit_timeout_s must be in [0, 86400]")
-        if self.limit_tif not in ("GTC", "IOC", "POST_ONLY"):
-            raise ValueError("strategy: limit_tif must be GTC, IOC or POST_ONLY")
-        if not (1 <= self.fast < self.slow <= 500):
-            raise ValueError("strategy: need 1 <= fast < slow <= 500")
-        if not 1 <= self.hold_bars <= 1000:
-            raise ValueError("strategy: hold_bars must be 1..1000")
-        if not 2 <= self.atr_len <= 500:
-            raise ValueError("strategy: atr_len must be 2..500")
-        for name in ("stop_atr", "target_atr"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and 0 < v <= 100):
-                raise ValueError(f"strategy: {name} must be in (0, 100]")
-        if not (math.isfinite(self.min_gap_bps) and 0 <= self.min_gap_bps <= 1000):
-            raise ValueError("strategy: min_gap_bps must be in [0, 1000]")
+        if self.order_type not in ORDER_TYPES:
+            raise ValueError("entry: order_type must be market or limit")
+        if not (isinstance(self.limit_offset_bps, (int, float))
+                and math.isfinite(self.limit_offset_bps)
+                and -100 <= self.limit_offset_bps <= 1000):
+            raise ValueError("entry: limit_offset_bps must be in [-100, 1000]")
+        if not (isinstance(self.limit_timeout_s, (int, float))
+                and math.isfinite(self.limit_timeout_s) and 0 <= self.limit_timeout_s <= 86_400):
+            raise ValueError("entry: limit_timeout_s must be in [0, 86400]")
+        if self.limit_tif not in TIFS:
+            raise ValueError("entry: limit_tif must be GTC, IOC or POST_ONLY")
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.limit_timeout_s * 1000)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MomentumParams":
+    def from_dict(cls, d: dict) -> "EntryOrders":
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"strategy: unknown parameter(s) {sorted(unknown)}")
+            raise ValueError(f"entry orders: unknown setting(s) {sorted(unknown)}")
         return cls(**d)
-
-
-class EmaMomentumStrategy:
-    """Follow short-term momentum on 1m candles, with a time exit.
-
-    - Trend = EMA(fast) - EMA(slow) of closes. When flat and the gap exceeds `min_gap_bps` of
-      price, enter in its direction.
-    - Exit after `hold_bars` closed candles, or earlier when the trend flips against the position.
-    - Every entry carries a stop-loss at `stop_atr` x ATR and a take-profit at `target_atr` x ATR
-      (ATR = Wilder's average true range over `atr_len` candles), which the broker enforces on
-      every quote.
-    Defaults are chosen so that a 10-minute session on the bundled day trades (entry and exit) in
-    almost every window: see bench/strategy_coverage.py.
-    """
-
-    name = "ema_momentum"
-
-    def __init__(self, params: MomentumParams | None = None) -> None:
-        self.params = params or MomentumParams()
-        self._ema_fast: float | None = None
-        self._ema_slow: float | None = None
-        self._atr: float | None = None
-        self._prev_close: float | None = None
-        self._seen = 0
-        self._bars_in_position = 0
-
-    # -- indicators --
-    def _update(self, c: Candle) -> None:
-        p = self.params
-        af, as_ = 2.0 / (p.fast + 1), 2.0 / (p.slow + 1)
-        if self._ema_fast is None:
-            self._ema_fast = self._ema_slow = c.close
-        else:
-            self._ema_fast += af * (c.close - self._ema_fast)
-            self._ema_slow += as_ * (c.close - self._ema_slow)
-        tr = c.high - c.low
-        if self._prev_close is not None:
-            tr = max(tr, abs(c.high - self._prev_close), abs(c.low - self._prev_close))
-        if self._atr is None:
-            self._atr = tr
-        else:
-            self._atr += (tr - self._atr) / p.atr_len
-        self._prev_close = c.close
-        self._seen += 1
-
-    @property
-    def ready(self) -> bool:
-        return self._seen >= self.params.slow
-
-    @property
-    def gap_bps(self) -> float:
-        if self._ema_fast is None or not self._ema_slow:
-            return 0.0
-        return (self._ema_fast - self._ema_slow) / self._ema_slow * 1e4
-
-    def warm_up(self, candles: Sequence[Candle]) -> None:
-        for c in candles:
-            self._update(c)
-
-    def on_candle(self, candle: Candle, position_qty: Decimal) -> Signal | None:
-        self._update(candle)
-        if not self.ready:
-            return None
-        p = self.params
-        gap = self.gap_bps
-        if position_qty != 0:
-            self._bars_in_position += 1
-            long = position_qty > 0
-            flipped = (gap < 0) if long else (gap > 0)
-            if self._bars_in_position >= p.hold_bars or flipped:
-                why = "trend flipped" if flipped else f"held {self._bars_in_position} bars"
-                return Signal(side=Side.SELL if long else Side.BUY, reason="exit", note=why)
-            return None
-        self._bars_in_position = 0
-        atr = max(self._atr or 0.0, candle.close * 1e-4)  # never a zero-width stop
-        if abs(gap) <= p.min_gap_bps:  # "exceeds": a zero gap has no direction
-            return None
-        side = Side.BUY if gap > 0 else Side.SELL
-        return Signal(side=side, reason="entry", stop_distance=p.stop_atr * atr,
-                      target_distance=p.target_atr * atr, note=f"ema gap {gap:.2f} bps",
-                      order_type=p.order_type, offset_bps=p.limit_offset_bps, tif=p.limit_tif,
-                      timeout_ms=int(p.limit_timeout_s * 1000))
-
-    def state(self) -> dict:
-        return {"params": asdict(self.params), "ema_fast": self._ema_fast,
-                "ema_slow": self._ema_slow, "atr": self._atr, "prev_close": self._prev_close,
-                "seen": self._seen, "bars_in_position": self._bars_in_position}
-
-    def restore(self, state: dict) -> None:
-        self._ema_fast = state.get("ema_fast")
-        self._ema_slow = state.get("ema_slow")
-        self._atr = state.get("atr")
-        self._prev_close = state.get("prev_close")
-        self._seen = int(state.get("seen", 0))
-        self._bars_in_position = int(state.get("bars_in_position", 0))

@@ -20,7 +20,8 @@ from trading.broker import BrokerConfig
 from trading.risk import BreakerConfig
 from trading.runtime.session import Session, SessionConfig
 from tests.conftest import read_log
-from trading.strategy import MomentumParams
+from trading.strategies.ema_momentum import EmaMomentum
+from trading.strategy import EntryOrders
 
 
 @pytest.fixture(autouse=True)
@@ -87,16 +88,22 @@ def test_dialog_flags_each_bad_field_with_its_reason(qtbot):
     qtbot.addWidget(dialog)
     _type(qtbot, dialog.editors["taker_fee_bps"], "abc")
     _type(qtbot, dialog.editors["starting_balance"], "0")
-    dialog.editors["fast"].setValue(20)  # not below slow (8)
+    _type(qtbot, dialog.editors["param.slow"], "2")  # not above fast (3)
+    _type(qtbot, dialog.editors["param.hold_bars"], "two")
     dialog.editors["max_rejects"].setValue(0)
     problems = dialog.problems()
-    assert set(problems) == {"taker_fee_bps", "starting_balance", "fast", "max_rejects"}
+    assert set(problems) == {"taker_fee_bps", "starting_balance", "param.slow",
+                             "param.hold_bars", "max_rejects"}
     assert problems["taker_fee_bps"] == ["must be a number"]
     assert problems["starting_balance"] == ["must be > 0 and <= 1e+12"]
-    assert problems["fast"] == ["need 1 <= fast < slow <= 500"]
+    assert problems["param.slow"] == ["need 1 <= fast < slow <= 500"]
+    assert problems["param.hold_bars"] == ["expected an integer, got 'two'"]
+    assert dialog.editors["param.slow"].property("invalid") is True
     text = dialog.problems_label.text()
+    assert "slow need 1 <= fast < slow <= 500" in text
+    assert "hold_bars: expected an integer, got 'two'" in text
     for name in problems:
-        assert name in text
+        assert name.removeprefix("param.") in text
     assert not dialog.ok_button.isEnabled()
     # OK does nothing while invalid
     dialog.buttons.accepted.emit()
@@ -105,16 +112,18 @@ def test_dialog_flags_each_bad_field_with_its_reason(qtbot):
 
 def test_dialog_round_trips_settings_and_restores_defaults(qtbot, config_dir):
     start = AppSettings(symbol="ETHUSDT", starting_balance="2500.5", risk_per_trade=0.01,
-                        latency_ms=250, fast=5, slow=21, speed=math.inf, source="replay",
-                        cooldown_s=30.0)
+                        latency_ms=250, strategy_params={**EmaMomentum.params, "fast": 5,
+                                                         "slow": 21},
+                        speed=math.inf, source="replay", cooldown_s=30.0)
     dialog = SettingsDialog(start)
     qtbot.addWidget(dialog)
     assert dialog.editors["speed"].text() == "max"
     assert dialog.settings() == start
     assert dialog.ok_button.isEnabled()
 
+    assert dialog.editors["param.fast"].text() == "5"
     qtbot.mouseClick(dialog.restore_button, Qt.MouseButton.LeftButton)
-    assert dialog.settings() == AppSettings()
+    assert dialog.settings() == AppSettings(strategy_params=dict(EmaMomentum.params))
     with qtbot.waitSignal(dialog.accepted, timeout=1000):
         qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     assert not config_dir.exists()  # accepting saves nothing by itself
@@ -159,8 +168,8 @@ def test_dialog_sets_limit_entries_and_greys_their_fields_for_market(qtbot, tmp_
     assert (s.order_type, s.limit_offset_bps, s.limit_timeout_s, s.limit_tif) == (
         "limit", 1.5, 45.0, "POST_ONLY")
     cfg = s.to_session_config(tmp_path)
-    assert cfg.strategy == MomentumParams(order_type="limit", limit_offset_bps=1.5,
-                                          limit_timeout_s=45.0, limit_tif="POST_ONLY")
+    assert cfg.entry == EntryOrders(order_type="limit", limit_offset_bps=1.5,
+                                    limit_timeout_s=45.0, limit_tif="POST_ONLY")
     # a saved file with a bad value is refused by name, as typed would be
     with pytest.raises(ValueError, match="limit_tif: expected text"):
         AppSettings.from_dict({"limit_tif": 3})
@@ -176,30 +185,32 @@ def test_defaults_come_from_the_engine():
     assert Decimal(s.starting_balance) == BrokerConfig().starting_cash
     assert s.risk_per_trade == BrokerConfig().risk_per_trade == 0.005
     assert s.window_s == BreakerConfig().window_s
-    assert (s.fast, s.slow, s.stop_atr) == (MomentumParams().fast, MomentumParams().slow,
-                                            MomentumParams().stop_atr)
+    assert (s.strategy, s.strategy_params, s.order_type) == ("ema_momentum", {},
+                                                             EntryOrders().order_type)
     assert (s.source, s.duration_min, s.speed, s.replay_file) == ("auto", 10.0, 1.0, None)
 
 
 def test_validate_reports_every_bad_field():
     s = AppSettings(symbol="b", starting_balance="lots", risk_per_trade=0.9, taker_fee_bps=-1,
-                    latency_ms=-5, max_rejects=0, cooldown_s=0.0, fast=3, slow=2, hold_bars=0,
+                    latency_ms=-5, max_rejects=0, cooldown_s=0.0,
+                    strategy_params={"fast": 3, "slow": 2},
                     duration_min=0.0, speed=0.0, source="moon")
     problems = s.validate()
     assert sorted(p.split(":")[0] for p in problems) == sorted([
         "symbol", "starting_balance", "risk_per_trade", "taker_fee_bps", "latency_ms",
-        "max_rejects", "cooldown_s", "slow", "hold_bars", "duration_min", "speed", "source"])
+        "max_rejects", "cooldown_s", "param.slow", "duration_min", "speed", "source"])
     assert "risk_per_trade: must be in (0, 0.5]" in problems
     assert "max_rejects: must be an integer >= 1" in problems
-    assert "slow: need 1 <= fast < slow <= 500" in problems
+    assert "param.slow: need 1 <= fast < slow <= 500" in problems
     assert "starting_balance: must be a number (USDT)" in problems
     assert AppSettings(speed=math.inf).validate() == []
 
 
 def test_to_session_config_builds_the_engine_configs(tmp_path):
     s = AppSettings(starting_balance="2500.50", risk_per_trade=0.01, taker_fee_bps=5.5,
-                    latency_ms=250, max_session_loss_pct=2.5, fast=5, slow=21, speed=math.inf,
-                    source="replay", duration_min=3.0)
+                    latency_ms=250, max_session_loss_pct=2.5, strategy="sma_cross",
+                    strategy_params={"fast": 5}, speed=math.inf, source="replay",
+                    duration_min=3.0)
     cfg = s.to_session_config(tmp_path)
     assert isinstance(cfg, SessionConfig)
     assert cfg.data_dir == tmp_path
@@ -208,7 +219,9 @@ def test_to_session_config_builds_the_engine_configs(tmp_path):
     assert cfg.broker == BrokerConfig(starting_cash=Decimal("2500.50"), risk_per_trade=0.01,
                                       taker_fee_bps=5.5, latency_ms=250)
     assert cfg.breaker == BreakerConfig(max_session_loss_pct=2.5)
-    assert cfg.strategy == MomentumParams(fast=5, slow=21)
+    assert (cfg.strategy, cfg.strategy_params, cfg.entry) == ("sma_cross",
+                                                              {"fast": 5, "slow": 30},
+                                                              EntryOrders())
 
     with pytest.raises(ValueError, match=r"risk_per_trade: must be in \(0, 0.5\]"):
         AppSettings(risk_per_trade=0.0).to_session_config(tmp_path)
@@ -220,12 +233,18 @@ def test_from_dict_ignores_unknown_keys_and_names_wrong_types():
     assert (s.risk_per_trade, s.speed, s.latency_ms, s.starting_balance) == (0.02, math.inf,
                                                                              500, "1234")
     for bad, field in (({"risk_per_trade": "high"}, "risk_per_trade"),
-                       ({"fast": 2.5}, "fast"), ({"symbol": 5}, "symbol"),
+                       ({"strategy_params": [2.5]}, "strategy_params"),
+                       ({"strategy": 5}, "strategy"), ({"symbol": 5}, "symbol"),
                        ({"speed": "fast"}, "speed"), ({"max_rejects": True}, "max_rejects")):
         with pytest.raises(ValueError, match=f"^{field}: "):
             AppSettings.from_dict(bad)
     assert AppSettings.from_dict(AppSettings(speed=math.inf).to_dict()) == AppSettings(
         speed=math.inf)
+    # a file from before strategies were files: its parameters are the default strategy's,
+    # checked as typed ones would be
+    old = AppSettings.from_dict({"fast": 2.5, "slow": 9})
+    assert (old.strategy, old.strategy_params) == ("ema_momentum", {"fast": 2.5, "slow": 9})
+    assert old.validate() == ["param.fast: expected an integer, got 2.5"]
 
 
 # ------------------------------------------------------------------------ settings file
@@ -236,7 +255,8 @@ def test_settings_path_follows_the_env_override(config_dir):
 
 def test_save_and_load_round_trip(config_dir):
     assert load_settings() == (AppSettings(), None)  # missing file: defaults, no message
-    s = AppSettings(symbol="ETHUSDT", starting_balance="123.45", speed=math.inf, fast=4,
+    s = AppSettings(symbol="ETHUSDT", starting_balance="123.45", speed=math.inf,
+                    strategy="sma_cross", strategy_params={"fast": 4, "slow": 40},
                     replay_file=None, cooldown_s=60.0)
     path = save_settings(s)
     assert path == config_dir / "settings.json"
@@ -270,7 +290,7 @@ def test_corrupt_settings_are_moved_aside_never_overwritten(config_dir, data_dir
 
     path.write_text(json.dumps({"fast": "three"}))  # wrong type
     settings, message = load_settings()
-    assert settings == AppSettings() and "fast: expected a number" in message
+    assert settings == AppSettings() and "fast: expected an integer, got 'three'" in message
     assert (config_dir / "settings.json.corrupt.2").exists()
 
 

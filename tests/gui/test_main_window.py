@@ -275,8 +275,20 @@ def test_order_options_on_the_command_line_beat_saved_settings(make_window, gui_
     save_settings(AppSettings(order_type="market", limit_timeout_s=12.0))
     w = make_window(cli_overrides={"order_type": "limit", "limit_tif": "POST_ONLY"})
     cfg = w.build_config()
-    assert (cfg.strategy.order_type, cfg.strategy.limit_tif, cfg.strategy.limit_timeout_s) == (
+    assert (cfg.entry.order_type, cfg.entry.limit_tif, cfg.entry.limit_timeout_s) == (
         "limit", "POST_ONLY", 12.0)  # the saved timeout stays; the given options win
+
+
+def test_strategy_on_the_command_line_beats_saved_settings(make_window, gui_env):
+    import main
+    from gui.app import cli_overrides
+    from gui.settings_dialog import AppSettings, save_settings
+    save_settings(AppSettings(strategy_params={"fast": 4}))
+    argv = ["--strategy", "sma_cross", "--strategy-param", "slow=50"]
+    args, _cfg = main.parse_config(argv)
+    w = make_window(cli_overrides=cli_overrides(args, argv))
+    cfg = w.build_config()
+    assert (cfg.strategy, cfg.strategy_params) == ("sma_cross", {"fast": 10, "slow": 50})
 
 
 @pytest.mark.parametrize("extra, want_code, want_status", [

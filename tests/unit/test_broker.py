@@ -297,7 +297,20 @@ def test_size_follows_equity_including_unrealized():
     assert broker.size_for(100.0, 1100.0) == Decimal("1.099")  # 1% of 10994 / 100 = 1.0994
 
 
-@pytest.mark.parametrize("stop", [1e9, 0.0, -5.0])
+def test_sizes_without_a_stop_and_fixed_sizes():
+    broker = make_broker(latency_ms=0)
+    broker.on_quote(make_quote(T0, 97000.0, 97000.1))
+    # no stop: the notional cap, 1x equity = 10000 / 97000.1 -> 0.103 BTC
+    assert broker.size_for(0.0, 97000.1) == Decimal("0.103")
+    fixed = PaperBroker(BrokerConfig(fixed_qty="0.25"))
+    assert fixed.config.fixed_qty == Decimal("0.25")
+    assert fixed.size_for(100.0, 97000.0) == fixed.size_for(0.0, 1.0) == Decimal("0.25")
+    for bad in ("0.0005", "-1", "abc", "2e6"):
+        with pytest.raises(ValueError, match="fixed_qty must be a multiple of the lot size"):
+            BrokerConfig(fixed_qty=bad)
+
+
+@pytest.mark.parametrize("stop", [1e9, -5.0])
 def test_entry_below_minimum_size_is_rejected(stop):
     broker = make_broker(latency_ms=0)
     broker.on_quote(make_quote(T0, 97000.0, 97000.1))

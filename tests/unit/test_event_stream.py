@@ -17,7 +17,7 @@ from trading.risk import CircuitBreaker
 from trading.runtime.bus import EventBus
 from trading.runtime.execution import DataClock
 from trading.runtime.recording import Recorder, RecordingError, iter_records, read_head
-from trading.strategy import EmaMomentumStrategy
+from trading.strategies.ema_momentum import EmaMomentum
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_the_engine_and_the_events_are_pure():
 
 def _engine(events: list):
     broker = PaperBroker(BrokerConfig(latency_ms=1000), order_prefix="t")
-    return TradingEngine(broker=broker, breaker=CircuitBreaker(), strategy=EmaMomentumStrategy(),
+    return TradingEngine(broker=broker, breaker=CircuitBreaker(), strategy=EmaMomentum(),
                          clock=DataClock(1.0), emit=events.append, symbol="BTCUSDT",
                          duration_ms=600_000)
 

@@ -4,13 +4,30 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict
 from decimal import Decimal
 
 import pytest
 
 from trading.model import Candle, Side
-from trading.strategy import EmaMomentumStrategy, MomentumParams, Signal
+from trading.runtime.strategies import StrategyError, load_strategy
+from trading.strategies.ema_momentum import EmaMomentum
+from trading.strategy import Signal
+
+
+class MomentumParams(dict):
+    """The default strategy's parameters: its declared defaults, some overridden (checked by
+    building the strategy, as the loader does)."""
+
+    def __init__(self, **kw):
+        super().__init__({**EmaMomentum.params, **kw})
+        EmaMomentum(**self)
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+def EmaMomentumStrategy(p=None):  # noqa: N802 - reads like the class it builds
+    return EmaMomentum(**(p or MomentumParams()))
 
 T0 = 1_732_178_880_000
 FLAT = Decimal("0")
@@ -221,7 +238,6 @@ def test_state_round_trips_through_json_and_continues_identically():
 
     assert b.state() == a.state()
     assert state["seen"] == 12 and state["bars_in_position"] == 2
-    assert state["params"] == asdict(p)
     tail = [make_candle(12 + i, 100_165.0 + 40.0 * math.sin(i)) for i in range(20)]
     qtys = [LONG, LONG, FLAT, FLAT, SHORT, SHORT, SHORT, FLAT] * 3
     got = [b.on_candle(c, q) for c, q in zip(tail, qtys)]
@@ -249,26 +265,30 @@ def test_fresh_strategy_differs_from_restored_one():
 # ---- parameters ----
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"fast": 0}, "need 1 <= fast < slow <= 500"),
-    ({"fast": 8, "slow": 8}, "need 1 <= fast < slow <= 500"),
-    ({"fast": 9, "slow": 8}, "need 1 <= fast < slow <= 500"),
-    ({"slow": 501}, "need 1 <= fast < slow <= 500"),
-    ({"hold_bars": 0}, "hold_bars must be 1..1000"),
-    ({"hold_bars": 1001}, "hold_bars must be 1..1000"),
-    ({"atr_len": 1}, "atr_len must be 2..500"),
-    ({"atr_len": 501}, "atr_len must be 2..500"),
-    ({"stop_atr": 0.0}, "stop_atr must be in (0, 100]"),
-    ({"stop_atr": float("nan")}, "stop_atr must be in (0, 100]"),
-    ({"stop_atr": 100.5}, "stop_atr must be in (0, 100]"),
-    ({"target_atr": -1.0}, "target_atr must be in (0, 100]"),
-    ({"target_atr": float("inf")}, "target_atr must be in (0, 100]"),
-    ({"min_gap_bps": -0.1}, "min_gap_bps must be in [0, 1000]"),
-    ({"min_gap_bps": 1000.5}, "min_gap_bps must be in [0, 1000]"),
-    ({"min_gap_bps": float("nan")}, "min_gap_bps must be in [0, 1000]"),
+    ({"fast": 0}, "slow: need 1 <= fast < slow <= 500"),
+    ({"fast": 8, "slow": 8}, "slow: need 1 <= fast < slow <= 500"),
+    ({"fast": 9, "slow": 8}, "slow: need 1 <= fast < slow <= 500"),
+    ({"slow": 501}, "slow: need 1 <= fast < slow <= 500"),
+    ({"hold_bars": 0}, "hold_bars: must be 1..1000"),
+    ({"hold_bars": 1001}, "hold_bars: must be 1..1000"),
+    ({"atr_len": 1}, "atr_len: must be 2..500"),
+    ({"atr_len": 501}, "atr_len: must be 2..500"),
+    ({"stop_atr": 0.0}, "stop_atr: must be in (0, 100]"),
+    ({"stop_atr": float("nan")}, "stop_atr: must be in (0, 100]"),
+    ({"stop_atr": 100.5}, "stop_atr: must be in (0, 100]"),
+    ({"target_atr": -1.0}, "target_atr: must be in (0, 100]"),
+    ({"target_atr": float("inf")}, "target_atr: must be in (0, 100]"),
+    ({"min_gap_bps": -0.1}, "min_gap_bps: must be in [0, 1000]"),
+    ({"min_gap_bps": 1000.5}, "min_gap_bps: must be in [0, 1000]"),
+    ({"min_gap_bps": float("nan")}, "min_gap_bps: must be in [0, 1000]"),
 ])
 def test_params_validation_messages(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape("strategy: " + message)):
+    with pytest.raises(ValueError, match=re.escape(message)):
         MomentumParams(**kwargs)
+    # the loader refuses it too, naming the parameter (a non-finite number before the class)
+    name = message.split(":")[0]
+    with pytest.raises(StrategyError, match=rf"bad parameters?:? {name}: "):
+        load_strategy("ema_momentum", kwargs)
 
 
 def test_params_at_bounds_are_accepted():
@@ -278,17 +298,13 @@ def test_params_at_bounds_are_accepted():
     assert (p.fast, p.slow, p.min_gap_bps) == (1, 500, 0.0)
 
 
-def test_from_dict_builds_params():
-    p = MomentumParams.from_dict({"fast": 5, "slow": 21, "hold_bars": 7})
-
-    assert p == MomentumParams(fast=5, slow=21, hold_bars=7)
-
-
-def test_from_dict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match=re.escape("unknown parameter(s) ['slwo', 'stop']")):
-        MomentumParams.from_dict({"fast": 3, "slwo": 9, "stop": 1.0})
+def test_overrides_build_params_typed_like_their_defaults():
+    spec = load_strategy("ema_momentum", {"fast": "5", "slow": "21", "hold_bars": 7})
+    assert spec.params == MomentumParams(fast=5, slow=21, hold_bars=7)
 
 
-def test_from_dict_still_validates_values():
-    with pytest.raises(ValueError, match="hold_bars"):
-        MomentumParams.from_dict({"hold_bars": 0})
+def test_unknown_and_mistyped_overrides_are_refused_by_name():
+    with pytest.raises(StrategyError, match=re.escape("unknown parameter 'slwo'")):
+        load_strategy("ema_momentum", {"fast": 3, "slwo": 9})
+    with pytest.raises(StrategyError, match="bad parameter hold_bars: expected an integer"):
+        load_strategy("ema_momentum", {"hold_bars": "two"})

@@ -186,7 +186,7 @@ def resume_from(s, state: dict) -> None:
     s.resumed = True
     s.broker.restore(state["broker"])
     s.breaker.restore(state["breaker"])
-    s.strategy.restore(state.get("strategy", {}))
+    restore_strategy(s, state.get("strategy", {}))
     c = sess.get("counters", {})
     s.engine.restore({
         "start_data_ts": sess.get("start_data_ts"), "round_trips": sess.get("round_trips", []),
@@ -330,3 +330,17 @@ def reopen_journal(s) -> None:
         from trading.runtime.common import as_disk_error
         log.critical("journal_unavailable_at_finalize", extra={
             "run_id": s.run_id, "error": str(as_disk_error(e) or e)})
+
+
+def restore_strategy(s, state) -> None:
+    """Load the strategy's saved indicators; a state it refuses starts it fresh, said loudly
+    (its values are read back, so they are checked by the strategy's own restore)."""
+    try:
+        if not isinstance(state, dict):
+            raise ValueError(f"expected an object, got {type(state).__name__}")
+        s.strategy.restore(state)
+    except Exception as e:  # noqa: BLE001 - any refusal: a fresh strategy, never a crash loop
+        s.strategy = s.strategy_spec.build()
+        s.repairs.append(f"strategy state refused ({type(e).__name__}: {e}); the strategy "
+                         f"starts fresh")
+        log.warning("strategy_state_refused", extra={"error": f"{type(e).__name__}: {e}"})

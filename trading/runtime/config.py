@@ -9,7 +9,7 @@ from trading.bitunix import PUBLIC_WS_URL, REST_BASE_URL
 from trading.broker import BrokerConfig
 from trading.risk import BreakerConfig
 from trading.runtime.common import InjectedFault
-from trading.strategy import MomentumParams
+from trading.strategy import EntryOrders
 
 
 @dataclass
@@ -24,7 +24,11 @@ class SessionConfig:
     chaos: str = ""
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    strategy: MomentumParams = field(default_factory=MomentumParams)
+    strategy: str = "ema_momentum"  # a built-in name or path/to/file.py[:ClassName]
+    strategy_params: dict = field(default_factory=dict)  # overrides of the file's defaults
+    entry: EntryOrders = field(default_factory=EntryOrders)  # how entries are sent
+    breaker_enabled: bool = True  # False: no circuit breaker (a backtest like the peers')
+    replay_from_start: bool = False  # the replay file from its first bar, not a random window
     flatten_at_end: bool = True
     reset_account: bool = False
     bitunix_ws_url: str = PUBLIC_WS_URL
@@ -90,10 +94,27 @@ def config_to_dict(c: SessionConfig) -> dict:
     out = {f.name: getattr(c, f.name) for f in fields(c) if f.name not in skip}
     out["speed"] = None if math.isinf(c.speed) else c.speed
     out["replay_file"] = str(c.replay_file) if c.replay_file else None
-    for part in ("broker", "breaker", "strategy"):
+    for part in ("broker", "breaker", "entry"):
         out[part] = {k: str(v) if hasattr(v, "as_tuple") else v
                      for k, v in asdict(getattr(c, part)).items()}
+    out["strategy_params"] = dict(c.strategy_params)
     return out
+
+
+_ENTRY_KEYS = ("order_type", "limit_offset_bps", "limit_timeout_s", "limit_tif")
+
+
+def _migrate(d: dict) -> dict:
+    """Settings written before strategies were files: `strategy` was the default strategy's
+    parameters together with how entries were sent."""
+    old = d.get("strategy")
+    if not isinstance(old, dict):
+        return d
+    d = dict(d)
+    d["strategy"] = "ema_momentum"
+    d["entry"] = {k: v for k, v in old.items() if k in _ENTRY_KEYS}
+    d["strategy_params"] = {k: v for k, v in old.items() if k not in _ENTRY_KEYS}
+    return d
 
 
 def config_from_dict(d: dict, **overrides) -> SessionConfig:
@@ -101,15 +122,20 @@ def config_from_dict(d: dict, **overrides) -> SessionConfig:
     like typed input: raise ValueError naming what is wrong."""
     if not isinstance(d, dict):
         raise ValueError("the settings are not an object")
+    d = _migrate(d)
     names = {f.name for f in fields(SessionConfig)}
     kw = {k: v for k, v in d.items() if k in names and k not in ("broker", "breaker",
-                                                                 "strategy")}
+                                                                 "entry")}
     try:
         kw["broker"] = BrokerConfig(**dict(d.get("broker") or {}))
         kw["breaker"] = BreakerConfig.from_dict(dict(d.get("breaker") or {}))
-        kw["strategy"] = MomentumParams.from_dict(dict(d.get("strategy") or {}))
+        kw["entry"] = EntryOrders.from_dict(dict(d.get("entry") or {}))
     except TypeError as e:
         raise ValueError(f"unknown setting: {e}") from None
+    if not isinstance(kw.get("strategy", ""), str):
+        raise ValueError("strategy: expected a name or a file path")
+    if not isinstance(kw.get("strategy_params", {}), dict):
+        raise ValueError("strategy_params: expected an object")
     kw["speed"] = math.inf if kw.get("speed") is None else float(kw["speed"])
     kw["replay_file"] = Path(kw["replay_file"]) if kw.get("replay_file") else None
     kw.update(overrides)

@@ -71,9 +71,14 @@ def settings(s) -> dict:
         "taker_fee_bps": b.taker_fee_bps, "maker_fee_bps": b.maker_fee_bps,
         "slip_bps": b.slip_bps, "risk_per_trade": b.risk_per_trade,
         "max_leverage": b.max_leverage, "lot_size": str(b.lot_size),
-        "flatten_at_end": c.flatten_at_end, "strategy": "ema_momentum",
+        "flatten_at_end": c.flatten_at_end, "breaker_enabled": c.breaker_enabled,
+        "fixed_qty": str(b.fixed_qty) if b.fixed_qty is not None else None,
+        "replay_from_start": c.replay_from_start,
     }
-    out.update({f"strategy.{k}": v for k, v in asdict(c.strategy).items()})
+    spec = s.strategy_spec
+    out.update({k: v for k, v in spec.describe().items() if k != "strategy_params"})
+    out.update({f"strategy.{k}": v for k, v in spec.params.items()})
+    out.update({f"entry.{k}": v for k, v in asdict(c.entry).items()})
     out.update({f"breaker.{k}": v for k, v in asdict(c.breaker).items()})
     return out
 

@@ -32,8 +32,8 @@ from trading.runtime.recording import (RecordingError, decode_frame, find_record
 log = logging.getLogger("btc_laptop_agents.replay")
 
 # what a replay must keep equal to the recording for the exact mode
-EXACT_KEYS = ("broker", "breaker", "strategy", "flatten_at_end", "equity_every_ms", "symbol",
-              "duration_min")
+EXACT_KEYS = ("broker", "breaker", "strategy", "strategy_params", "entry", "flatten_at_end",
+              "equity_every_ms", "symbol", "duration_min", "breaker_enabled")
 
 
 class ReplayClock:
@@ -82,10 +82,12 @@ class RecordingInputs:
         self.path = Path(path)
         self.header, self.first = read_head(self.path)
         mine = config_to_dict(s.config)
-        theirs = self.header["config"]
+        from trading.runtime.config import _migrate
+        theirs = _migrate(self.header["config"])
         self.changed = [k for k in EXACT_KEYS if str(mine.get(k)) != str(theirs.get(k))]
         self.exact = not self.changed
-        self.same_strategy = str(mine.get("strategy")) == str(theirs.get("strategy"))
+        self.same_strategy = all(str(mine.get(k)) == str(theirs.get(k))
+                                 for k in ("strategy", "strategy_params"))
         self.speed = s.config.speed
         self.pos = 0  # records consumed (the state file keeps it: a restart goes on from it)
         self.end_reason = ""

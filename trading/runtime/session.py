@@ -23,7 +23,7 @@ from trading.broker import PaperBroker
 from trading.engine import StrategyFailed, TradingEngine
 from trading.events import FrameReceived, SegmentEnded, SegmentStarted, SessionEnded
 from trading.model import FeedReconnected
-from trading.risk import CircuitBreaker
+from trading.risk import CircuitBreaker, NoBreaker
 from trading.runtime import account, loop, outputs, recording, sources
 from trading.runtime.bus import EventBus
 from trading.runtime.common import (FatalSessionError, InjectedFault, SessionError,  # noqa: F401
@@ -34,7 +34,7 @@ from trading.runtime.subscribers import (ConsoleWriter, JournalWriter, LogWriter
                                          StateWriter, WindowPublisher)
 from trading.runtime.config import (SessionConfig, _InjectingStrategy,  # noqa: F401
                                     config_from_dict, config_to_dict)
-from trading.strategy import EmaMomentumStrategy
+from trading.runtime.strategies import load_strategy
 
 log = logging.getLogger("btc_laptop_agents.session")
 
@@ -57,7 +57,8 @@ class Session:
     def __init__(self, config: SessionConfig, run_id: str | None = None, publish=None) -> None:
         from storage.logger import register_identifier
         from storage.paths import DataPaths  # storage sits beside the runtime shell
-        self.config = cfg = config
+        self.config = cfg = config  # a strategy that cannot run fails here, before any write
+        self.strategy_spec = load_strategy(cfg.strategy, cfg.strategy_params)
         self.run_id = run_id or new_run_id()
         register_identifier(self.run_id)  # the project's own id stays readable in every output
         self.paths = DataPaths(Path(cfg.data_dir)).ensure()
@@ -67,12 +68,12 @@ class Session:
         self.bus = EventBus(self.lock)
         self.stop_event, self.abort_event = threading.Event(), threading.Event()
         self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_maxsize)
-        strategy = EmaMomentumStrategy(cfg.strategy)
-        if cfg.inject_strategy_error_at:
-            strategy = _InjectingStrategy(strategy, cfg.inject_strategy_error_at)
+        strategy, n = self.strategy_spec.build(), cfg.inject_strategy_error_at
+        strategy = _InjectingStrategy(strategy, n) if n else strategy  # fault injection
         self.engine = TradingEngine(
             broker=PaperBroker(cfg.broker, order_prefix=self.run_id),
-            breaker=CircuitBreaker(cfg.breaker), strategy=strategy,
+            breaker=(CircuitBreaker if cfg.breaker_enabled else NoBreaker)(cfg.breaker),
+            strategy=strategy, entry=cfg.entry,
             clock=DataClock(cfg.speed) if cfg.source != "bitunix" else LiveClock(),
             emit=self.bus.publish, symbol=cfg.symbol, duration_ms=cfg.duration_ms,
             equity_every_ms=cfg.equity_every_ms)
@@ -96,8 +97,7 @@ class Session:
         self.start_position = self.broker.position.to_dict()
         self.feed_prev: dict = {}  # feed counters of earlier segments of this run
         self._last_state_save = self._last_health = self._last_progress = 0.0
-        self.fatal = False
-        self.defunct = False  # set when the watchdog gave up waiting for this segment's thread
+        self.fatal = self.defunct = False  # defunct: the watchdog gave up on its thread
         self.wall_seconds_before, self.data_skipped_ms, self.downtime_ms = 0.0, 0, 0
         self.rest_volume_layout, self.depth_source = None, ""
         self.replay_inputs = self.recording_pos = None

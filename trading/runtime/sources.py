@@ -125,6 +125,8 @@ def pick_start_index(s, data) -> int | None:
             raise SessionError(f"cannot resume the replay at {iso(target)}: {e}") from None
     if cfg.replay_start_index is not None:
         return cfg.replay_start_index
+    if cfg.replay_from_start:
+        return 0
     from trading.replay import minute_count
     n = minute_count(data)
     need = int(math.ceil(cfg.duration_min)) + 3
