@@ -329,6 +329,34 @@ class Journal:
         columns = self._columns[table]
         return {key: _to_sql(value) for key, value in row.items() if key in columns}
 
+    def begin_batch(self) -> None:
+        """Hold one transaction open until `commit_batch` (a replay at engine speed: its
+        writes reach the disk together at each checkpoint, not one commit per row)."""
+        if getattr(self, "_batch", None) is not None:
+            return
+        ctx = self._db.atomic()
+        try:
+            with self._lock:
+                ctx.__enter__()
+        except sqlite3.Error as exc:
+            disk = as_disk_error(exc, self.path.parent)
+            raise (disk or exc) from exc
+        self._batch = ctx
+
+    def commit_batch(self) -> None:
+        """Commit what the batch holds (a disk that refuses it is a DiskError)."""
+        ctx, self._batch = getattr(self, "_batch", None), None
+        if ctx is None:
+            return
+        try:
+            with self._lock:
+                ctx.__exit__(None, None, None)
+        except sqlite3.Error as exc:
+            disk = as_disk_error(exc, self.path.parent)
+            if disk is not None:
+                raise disk from exc
+            raise
+
     @contextmanager
     def _write(self) -> Iterator[Database]:
         # one transaction; a disk that refuses it is a DiskError (the caller ends the session
@@ -469,6 +497,49 @@ class Journal:
         """Insert a closed 1m candle of a run; return False if that minute is already there."""
         return self._insert_ignore("candles", self._row("candles", row))
 
+    def upsert_orders(self, rows: list[dict[str, Any]]) -> None:
+        """`record_order` for many orders in one statement (rows of one shape)."""
+        self._bulk("orders", rows, "order_id")
+
+    def record_fills(self, rows: list[dict[str, Any]]) -> None:
+        """`record_fill` for many fills in one statement (a fill already there is kept)."""
+        for row in rows:
+            if row.get("order_id") is None or row.get("seq") is None:
+                raise ValueError("fill row needs an order_id and a seq")
+        self._bulk("fills", [{**r, "fill_id": f"{r['order_id']}#{r['seq']}"} for r in rows],
+                   None)
+
+    def _bulk(self, table: str, rows: list[dict[str, Any]], pk: str | None) -> None:
+        if not rows:
+            return
+        prepared = [self._row(table, r) for r in rows]
+        cols = tuple(prepared[0])
+        if any(tuple(p) != cols for p in prepared):
+            raise ValueError(f"{table}: bulk rows must all have the same columns")
+        names = ", ".join(cols)
+        marks = ", ".join("?" * len(cols))
+        if pk is None:
+            sql = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})"
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
+            sql = (f"INSERT INTO {table} ({names}) VALUES ({marks}) "
+                   f"ON CONFLICT({pk}) DO UPDATE SET {sets}")
+        with self._write() as db:
+            db.conn.executemany(sql, [tuple(p.values()) for p in prepared])
+
+    def record_many(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Insert many rows of plain values (candles, equity samples) in one statement; a
+        candle already there is kept (a resumed run sends its minute again)."""
+        if not rows:
+            return
+        if table not in ("candles", "equity") or not set(columns) <= self._columns[table]:
+            raise ValueError(f"record_many: not a bulk table or unknown columns: {table}")
+        verb = "INSERT OR IGNORE" if table == "candles" else "INSERT"
+        sql = (f"{verb} INTO {table} ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
+        with self._write() as db:
+            db.conn.executemany(sql, rows)
+
     def candles(self, run_id: str) -> list[dict[str, Any]]:
         """Return the closed candles of run_id in time order."""
         return self._select("SELECT * FROM candles WHERE run_id = ? ORDER BY ts", (run_id,))
@@ -501,7 +572,10 @@ class Journal:
         return self._closed
 
     def close(self) -> None:
-        """Close the connection; later calls raise sqlite3.ProgrammingError."""
+        """Close the connection (committing an open batch); later calls raise
+        sqlite3.ProgrammingError."""
+        if not self._closed:
+            self.commit_batch()
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -261,12 +261,19 @@ class PaperBroker:
         if self.quote_stale:
             self.quote_stale = False
             self.retime_overdue(q.ts)
-        events = self._settle_funding_until(q.ts)
-        events += self._fill_due(lambda due: due < q.ts)
-        events += self._cancel_due(q.ts)
+        ts = q.ts
+        # each step only when it has something to do (a replay applies millions of quotes)
+        events = self._settle_funding_until(ts) if self.funding_due_ts is not None else []
+        if self.pending:
+            events += self._fill_due(lambda due: due < ts)
+        if self.resting:
+            events += self._cancel_due(ts)
         self.quote = q
-        events += self._check_exits(q)
-        events += self._fill_due(lambda due: due <= q.ts)
+        pos = self.position
+        if pos.stop_px is not None or pos.target_px is not None:
+            events += self._check_exits(q)
+        if self.pending:
+            events += self._fill_due(lambda due: due <= ts)
         return events
 
     def advance(self, now_ts: int) -> list:

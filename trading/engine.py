@@ -54,6 +54,7 @@ class TradingEngine:
         self.last_equity_ts = 0
         self.skip_until = 0  # data before this was seen before a crash or missed while down
         self.retime_pending = False  # orders due while the session was down go out at once
+        self.quotes_heard = True  # False: nobody subscribes to QuoteApplied (not made)
 
     # ---- inputs ----
     def apply_frame(self, frame, now_ms: int) -> None:
@@ -111,6 +112,20 @@ class TradingEngine:
         elif isinstance(ev, FeedReconnected):  # an inline replay's marker
             self.reconnected(ev, self.clock.now_ms())
 
+    # ---- a replay at engine speed (trading.runtime.fastpath): typed inputs, no frames ----
+    def apply_quote(self, q: Quote) -> None:
+        """A quote read from a file (not from a frame)."""
+        self.events_in += 1
+        self._on_quote(q)
+
+    def close_candle(self, c: Candle) -> None:
+        """A bar of a file, closed at `c.closed_ts` (the next bar's open), as the first push of
+        the next minute closes a kline's candle."""
+        self.events_in += 1
+        self.klines_in += 1
+        self.clock.observe(c.closed_ts)
+        self._on_candle_closed(c)
+
     def _on_quote(self, q: Quote) -> None:
         self.quotes_in += 1
         last = self.broker.quote
@@ -128,9 +143,12 @@ class TradingEngine:
         # the clock moves only once the quote is in force, so the worker never fills an order
         # due at this instant at the previous quote
         self.clock.observe(q.ts)
-        self._broker_events(events)
-        self.emit(QuoteApplied(q))
-        self.sample_equity(q.ts)
+        if events:
+            self._broker_events(events)
+        if self.quotes_heard:
+            self.emit(QuoteApplied(q))
+        if q.ts - self.last_equity_ts >= self.equity_every_ms:
+            self.sample_equity(q.ts)
 
     def begin(self, ts: int) -> None:
         if self.start_data_ts is not None:

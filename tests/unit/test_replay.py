@@ -394,7 +394,7 @@ def test_tick_windows_replay_back_to_back_and_skip_the_gap():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"kline_every_ms": 700}, {"quotes_per_minute": 0}, {"spread_usd": 0},
+    {"kline_every_ms": 700}, {"quotes_per_minute": 0}, {"spread_usd": -0.5},
     {"start_index": 1440}, {"start_index": -1}, {"symbol": ""},
 ])
 def test_bad_arguments_raise_value_error(dydx, kwargs):

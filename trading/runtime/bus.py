@@ -23,9 +23,10 @@ class EventBus:
         self._cache: dict[type, tuple] = {}
         self._n = 0
 
-    def subscribe(self, handler, *types: type, first: bool = False) -> None:
+    def subscribe(self, handler, *types: type, first: bool = False):
         """Call `handler(event)` for events of `types` (every event when none is given);
-        `first`: before every subscriber so far (the recorder's flush before the journal)."""
+        `first`: before every subscriber so far (the recorder's flush before the journal).
+        Returns the handler."""
         self._n += 1
         n = -self._n if first else self._n
         for t in types:
@@ -33,6 +34,7 @@ class EventBus:
         if not types:
             self._any.append((n, handler))
         self._cache.clear()
+        return handler
 
     def _handlers(self, t: type) -> tuple:
         hs = self._cache.get(t)
@@ -40,6 +42,11 @@ class EventBus:
             both = sorted(self._by_type.get(t, []) + self._any, key=lambda p: p[0])
             hs = self._cache[t] = tuple(h for _, h in both)
         return hs
+
+    def heard(self, t: type) -> bool:
+        """Whether any subscriber takes events of type `t` (the engine skips making the
+        ones nobody hears)."""
+        return bool(self._handlers(t))
 
     def publish(self, event) -> None:
         with self.lock:

@@ -48,6 +48,11 @@ def run(s) -> None:
 
 def run_inline(s) -> None:
     """Frames applied on this thread, as fast as `--speed` allows (no socket)."""
+    if hasattr(s.inline, "run"):  # a bar or quote file at engine speed
+        s.inline.run()
+        s.stopped_reason = s.stopped_reason or s.inline.end_reason or "replay data ended"
+        outputs.progress(s, force=True)
+        return
     n = 0
     for item in s.inline:
         if item is not None:

@@ -328,8 +328,8 @@ def decode_frame(rec: dict) -> bytes:
 
 def start_recorder(s) -> None:
     """The recorder subscribes once the account is known (its first line is the header)."""
-    if not s.config.record:
-        return
+    if not s.config.record or getattr(s, "fast", None) is not None:
+        return  # off, or a file at engine speed (the file is its input: it replays exactly)
     from storage.reports import run_dir_name
     from trading.runtime.config import config_to_dict
     from trading.runtime.execution import LiveClock

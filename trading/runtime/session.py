@@ -8,8 +8,7 @@ subscribe (`_wire`: subscription order is commit order -- journal row, then stat
 Threads: the caller's thread runs `run_segment()` (the session loop: it takes frames off the
 feed queue and applies them); the feed thread fills the queue; the execution worker ticks the
 clock when an order is due. Both apply their inputs under the one session lock, so the stream
-has one order -- the order a recording replays. Reports are written in `finalize`, on success
-and on error (`outputs.write_outputs`).
+has one order -- the order a recording replays. Reports: `finalize` (`outputs.write_outputs`).
 """
 from __future__ import annotations
 
@@ -131,11 +130,12 @@ class Session:
     def _wire(self) -> None:
         """Subscribe the stream's consumers, in commit order."""
         bus = self.bus
-        journal = JournalWriter(lambda: self.journal, self.run_id)
-        bus.subscribe(journal, *journal.TYPES)  # 1. the journal: the truth for fills
-        bus.subscribe(StateWriter(self._save_state), *StateWriter.TYPES)  # 2. the state file
+        self.journal_writer = bus.subscribe(  # 1. the journal: the truth for fills
+            JournalWriter(lambda: self.journal, self.run_id), *JournalWriter.TYPES)
+        self.state_writer = bus.subscribe(  # 2. the state file
+            StateWriter(self._save_state), *StateWriter.TYPES)
         bus.subscribe(self.record, *RunRecord.TYPES)  # 3. what the report is built from
-        bus.subscribe(LogWriter(), *LogWriter.TYPES)
+        self.log_writer = bus.subscribe(LogWriter(), *LogWriter.TYPES)
         if self.config.progress_stream is not None:
             bus.subscribe(ConsoleWriter(self.config.progress_stream), *ConsoleWriter.TYPES)
         if self._window is not None:  # last: the window shows what is saved

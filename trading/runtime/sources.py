@@ -49,6 +49,13 @@ def resolve_source(s) -> None:
             s.bus.publish(OfflineFellBack(why))
     s.source_used = source
     s.engine.source = source
+    s.fast = None
+    if source == "replay" and math.isinf(cfg.speed):
+        from trading.runtime import fastpath
+        from trading.runtime.datafiles import default_replay_file, load_market_file
+        data = load_market_file(cfg.replay_file or default_replay_file())
+        if fastpath.supports(data):  # no recording: the file itself replays it exactly
+            s.fast = fastpath.FastReplay(s, data, pick_start_index(s, data))
 
 
 def start_source(s) -> None:
@@ -63,6 +70,11 @@ def start_source(s) -> None:
         s.depth_source = "Bitunix depth_book15 (top 15 levels)"
         warm_up_rest(s, cfg.bitunix_rest_url)
         start_feed(s, cfg.bitunix_ws_url)
+    elif s.fast is not None:  # engine speed: typed rows, the clock ticked inline
+        s.inline = s.fast
+        s.depth_source = "none: the top of book holds every size (a bar or quote file)"
+        apply_warmup(s, s.fast.warmup_rows(), "file", source="the replay file's bars")
+        return
     else:
         from trading.runtime.datafiles import default_replay_file, load_market_file
         data = load_market_file(cfg.replay_file or default_replay_file())

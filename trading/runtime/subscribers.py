@@ -24,35 +24,115 @@ EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
 class JournalWriter:
     """Writes the journal's rows: orders, fills, funding, candles, equity samples, event log."""
 
+    CANDLE_COLUMNS = ("run_id", "ts", "open", "high", "low", "close", "volume")
+    EQUITY_COLUMNS = ("run_id", "ts", "equity", "cash", "realized", "unrealized",
+                      "position_qty")
+
     def __init__(self, journal, run_id: str) -> None:
         self.journal = journal  # () -> Journal | None: the session reopens it at finalize
         self.run_id = run_id
+        self.held: list | None = None  # batching (a replay at engine speed): events wait
+        self.candles: list[tuple] = []
+        self.equity: list[tuple] = []
 
-    def __call__(self, ev) -> None:
+    def hold(self) -> None:
+        """Keep the rows until `flush()` (the caller commits them at its checkpoints)."""
+        if self.held is None:
+            self.held = []
+
+    def flush(self, release: bool = False) -> None:
+        held, self.held = self.held, (None if release else [])
         j = self.journal()
         if j is None:
             return
+        j.record_many("candles", self.CANDLE_COLUMNS, self.candles)
+        j.record_many("equity", self.EQUITY_COLUMNS, self.equity)
+        self.candles, self.equity = [], []
+        # orders and fills in a few statements: an order sent and settled within the batch
+        # is written once, in its final status (the same rows one write each would leave)
+        orders: dict[str, dict] = {}
+        fills: list[dict] = []
+        statuses: list[tuple] = []
+        for ev in held or ():
+            op = self._op(ev)
+            if op is None:
+                self._write(j, ev)
+            elif op[0] == "order":
+                orders[op[1]["order_id"]] = op[1]
+            else:
+                if op[0] == "fill":
+                    fills.append(op[1])
+                    op = op[2]
+                _, oid, status, ts, detail = op
+                row = orders.get(oid)
+                if row is None:
+                    statuses.append((oid, status, ts, detail))
+                else:
+                    row.update(status=status, status_ts=ts)
+                    if detail is not None:
+                        row["detail"] = detail
+        j.upsert_orders(list(orders.values()))
+        j.record_fills(fills)
+        for oid, status, ts, detail in statuses:
+            j.set_order_status(oid, status, ts, detail)
+
+    def _op(self, ev):
+        """An order, fill or status event as the rows it writes (None: another event)."""
         run_id = self.run_id
         if isinstance(ev, OrderSubmitted):
             o = ev.order
-            j.record_order({**o.to_dict(), "run_id": run_id, "status": "pending",
-                            "status_ts": o.signal_ts, "detail": json.dumps(o.to_dict())})
-        elif isinstance(ev, OrderFilled):
+            d = o.to_dict()
+            return ("order", {**d, "run_id": run_id, "status": "pending",
+                              "status_ts": o.signal_ts, "detail": json.dumps(d)})
+        if isinstance(ev, OrderFilled):
             f = ev.fill
-            j.record_fill({**f.to_dict(), "run_id": run_id})
             part = f.order_qty is not None and f.order_filled is not None \
                 and f.order_filled < f.order_qty
-            # the detail keeps the order's JSON: a restart restores a working order from it
-            j.set_order_status(f.order_id, "partially_filled" if part else "filled", f.fill_ts)
-        elif isinstance(ev, OrderRested):
+            return ("fill", {**f.to_dict(), "run_id": run_id},
+                    ("status", f.order_id, "partially_filled" if part else "filled",
+                     f.fill_ts, None))
+        if isinstance(ev, OrderRested):
             o = ev.order
-            j.set_order_status(o.order_id, "partially_filled" if o.filled_qty else "resting",
-                               ev.ts, json.dumps(o.to_dict()))
-        elif isinstance(ev, OrderRejected):
-            j.set_order_status(ev.order_id, "rejected", ev.ts, ev.reason)
-        elif isinstance(ev, OrderCancelled):
-            j.set_order_status(ev.order_id, "cancelled", ev.ts, ev.reason + (
+            return ("status", o.order_id, "partially_filled" if o.filled_qty else "resting",
+                    ev.ts, json.dumps(o.to_dict()))
+        if isinstance(ev, OrderRejected):
+            return ("status", ev.order_id, "rejected", ev.ts, ev.reason)
+        if isinstance(ev, OrderCancelled):
+            return ("status", ev.order_id, "cancelled", ev.ts, ev.reason + (
                 f" ({ev.remaining} unfilled)" if ev.remaining is not None else ""))
+        return None
+
+    def __call__(self, ev) -> None:
+        if self.held is not None:
+            if isinstance(ev, CandleClosed):
+                c = ev.candle
+                self.candles.append((self.run_id, c.ts, c.open, c.high, c.low, c.close,
+                                     c.volume))
+            elif isinstance(ev, EquitySampled):
+                r = ev.row
+                self.equity.append((self.run_id, r["ts"], str(r["equity"]), str(r["cash"]),
+                                    str(r["realized"]), str(r["unrealized"]),
+                                    str(r["position_qty"])))
+            else:
+                self.held.append(ev)
+            return
+        j = self.journal()
+        if j is None:
+            return
+        self._write(j, ev)
+
+    def _write(self, j, ev) -> None:
+        run_id = self.run_id
+        op = self._op(ev)
+        if op is not None:
+            if op[0] == "order":
+                j.record_order(op[1])
+                return
+            if op[0] == "fill":
+                j.record_fill(op[1])
+                op = op[2]  # the detail keeps the order's JSON: a restart restores from it
+            _, oid, status, ts, detail = op
+            j.set_order_status(oid, status, ts, detail)
         elif isinstance(ev, FundingApplied):
             j.record_funding({"run_id": run_id, "ts": ev.ts, "rate": ev.rate,
                               "mark_px": ev.mark_px, "position_qty": str(ev.position_qty),
@@ -75,9 +155,11 @@ class StateWriter:
 
     def __init__(self, save) -> None:
         self.save = save
+        self.paused = False  # a replay at engine speed saves at its checkpoints instead
 
     def __call__(self, ev) -> None:
-        self.save("running")
+        if not self.paused:
+            self.save("running")
 
 
 class RunRecord:
@@ -110,7 +192,11 @@ class LogWriter:
              SignalSkipped, BreakerTripped, ReconnectApplied, JournalNote, SessionBegan,
              OrderRested)
 
+    quiet = False  # a replay at engine speed: fills and signals are in the journal only
+
     def __call__(self, ev) -> None:
+        if self.quiet and isinstance(ev, (OrderFilled, SignalRaised, SignalSkipped)):
+            return
         if isinstance(ev, OrderFilled):
             f = ev.fill
             if f.signal_ts is not None:

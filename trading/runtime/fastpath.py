@@ -1,0 +1,215 @@
+"""The replay at engine speed: `--speed max` on a bar file (OHLCV) or a quote-tick file.
+
+The rows go to the same engine, candles, strategy, broker and ledger as every other session,
+with nothing in between that a replay does not need:
+
+- no frames: a row becomes a typed `Quote` / closed `Candle` (the socket path keeps the real
+  protocol parser and stays tested; this path only skips encoding frames to parse them again),
+  built without checking each price again (the loader checked every row of the file);
+- a bar without quotes becomes at most four quotes at the configured spread, in the likelier
+  order (open, the extreme nearer the open, the other extreme, close) at 0, 15, 30 and 45 s
+  into the minute; a repeated price is not sent again. The bar closes at the next bar's open,
+  before that bar's first quote, so with latency 0 a signal on bar t's close fills at bar t+1's
+  open (at the bid/ask in force then, like every fill);
+- quote ticks are applied as they are; their 1m candles are the mids' OHLC, closed by the first
+  quote of the next minute;
+- the execution clock is ticked inline (no worker thread): an order due at `d` fills at the
+  quote in force at `d`, before the first input later than `d`;
+- journal rows are batched: one transaction per checkpoint (each wall second and at the end),
+  then the state file, journal first (a crash resumes from the last checkpoint: the rows after
+  it are replayed again, exactly);
+- equity is sampled by market time (`equity_every_ms`, at least a minute and at most 5,000
+  samples a run), not per quote.
+
+A file with depth and trades (the Binance windows) or the bundled quote-bar day (its modelled
+depth and intra-minute quote path) keeps the frame path at `--speed max`.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+from trading.model import trusted_candle, trusted_quote
+
+log = logging.getLogger("btc_laptop_agents.session")
+
+BAR_OFFSETS_MS = (0, 15_000, 30_000, 45_000)
+CHECKPOINT_EVERY_S = 1.0
+KINDS = ("ohlcv", "quote_ticks")
+
+
+def supports(data) -> bool:
+    """Whether this file replays at engine speed (bars or quotes, no depth, no trades)."""
+    return data.kind in KINDS and getattr(data, "books", None) is None
+
+
+def equity_every_ms(duration_ms: int, configured: int) -> int:
+    return max(int(configured), 60_000, duration_ms // 5000)
+
+
+class FastReplay:
+    """The rows of `data` from `start`, applied to session `s` by `run()`."""
+
+    def __init__(self, s, data, start: int) -> None:
+        self.s, self.data, self.start = s, data, int(start or 0)
+        if data.kind == "quote_ticks" and self.start:  # a minute index: its first row
+            from trading.replay import _tick_minutes
+            self.start = _tick_minutes(data)[self.start][7]
+        self.end_reason = ""
+        self.rows_applied = 0
+        self.loop_seconds = 0.0  # wall time of the loop (journal commits included)
+        s.engine.equity_every_ms = equity_every_ms(s.config.duration_ms,
+                                                   s.config.equity_every_ms)
+
+    def warmup_rows(self, limit: int = 200) -> list[dict]:
+        """The bars before the start (the REST history a live session fetches)."""
+        if self.data.kind != "ohlcv":
+            return []
+        rows = self.data.rows[max(0, self.start - limit):self.start]
+        return [{"ts": int(r[0]), "open": r[1], "high": r[2], "low": r[3], "close": r[4],
+                 "volume": r[5]} for r in rows]
+
+    # ---- the loop ----
+    def run(self) -> None:
+        s = self.s
+        from trading.events import QuoteApplied
+        s.engine.quotes_heard = s.bus.heard(QuoteApplied)
+        s.state_writer.paused = True
+        s.journal_writer.hold()
+        s.log_writer.quiet = True
+        # what exists before the loop (the file's rows, the modules) lives for the whole
+        # run: out of the collector's way, its full passes stay short
+        gc.collect()
+        gc.freeze()
+        t0 = time.perf_counter()
+        try:
+            (self._bars if self.data.kind == "ohlcv" else self._ticks)()
+        finally:
+            self.loop_seconds = time.perf_counter() - t0
+            gc.unfreeze()
+            self._commit(release=True)
+            s.state_writer.paused = False
+            s.log_writer.quiet = False
+            s.engine.quotes_heard = True
+        s._save_state("running")
+
+    def _commit(self, release: bool = False) -> None:
+        j = self.s.journal
+        j.begin_batch()
+        try:
+            self.s.journal_writer.flush(release=release)
+        finally:
+            j.commit_batch()
+
+    def _checkpoint(self) -> None:
+        """Journal first (one transaction), then the state file; then the heartbeat and
+        the progress line."""
+        s = self.s
+        self._commit()
+        s._save_state("running")
+        from trading.runtime import loop
+        loop.housekeeping(s)
+
+    def _due_before(self, ts: int) -> None:
+        """Fill what came due before `ts` at the quote in force then (the worker's job)."""
+        br, eng = self.s.broker, self.s.engine
+        while br.pending or br.resting:
+            d = br.next_due()
+            if d is None or d >= ts:
+                return
+            eng.clock.observe(d)
+            eng.tick(d)
+
+    def _over(self, ts: int) -> bool:
+        eng = self.s.engine
+        return eng.start_data_ts is not None and ts >= eng.start_data_ts + eng.duration_ms
+
+    def _bars(self) -> None:
+        s = self.s
+        eng, br, stop = s.engine, s.broker, s.stop_event
+        half = s.config.spread_usd / 2.0
+        sym = s.config.symbol
+        skip = eng.skip_until
+        rows = self.data.rows
+        prev = None
+        last_px = None
+        next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        n = 0
+        apply_quote, close_candle = eng.apply_quote, eng.close_candle
+        for i in range(self.start, len(rows)):
+            ts, o, h, lo, c, v = rows[i][:6]
+            ts = int(ts)
+            if ts < skip:
+                continue
+            if prev is not None:
+                if br.pending or br.resting:
+                    self._due_before(ts)
+                pts, po, ph, pl, pc, pv = prev
+                close_candle(trusted_candle(pts, po, ph, pl, pc, pv, ts))
+            if self._over(ts) or stop.is_set():
+                self.end_reason = "duration reached" if not stop.is_set() else ""
+                return
+            path = (o, h, lo, c) if h - o <= o - lo else (o, lo, h, c)
+            for k in (0, 1, 2, 3):
+                px = path[k]
+                qts = ts + BAR_OFFSETS_MS[k]
+                if px == last_px:  # the quote in force already says it
+                    if br.pending or br.resting:
+                        self._due_before(qts + 1)
+                    continue
+                last_px = px
+                if br.pending or br.resting:
+                    self._due_before(qts)
+                apply_quote(trusted_quote(qts, px - half, px + half, 0.0, 0.0, sym))
+            prev = (ts, o, h, lo, c, v)
+            n += 1
+            if not n & 255 and time.monotonic() >= next_check:
+                self._checkpoint()
+                next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        self.rows_applied = n
+        self.end_reason = "replay data ended"
+
+    def _ticks(self) -> None:
+        s = self.s
+        eng, br, stop = s.engine, s.broker, s.stop_event
+        sym = s.config.symbol
+        skip = eng.skip_until
+        rows = self.data.rows
+        minute = None
+        co = ch = cl = cc = 0.0
+        next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        n = 0
+        apply_quote, close_candle = eng.apply_quote, eng.close_candle
+        for i in range(self.start, len(rows)):
+            ts, bid, ask, bs, as_ = rows[i][:5]
+            ts = int(ts)
+            if ts < skip:
+                continue
+            mid = (bid + ask) / 2.0
+            m = ts // 60_000
+            if m != minute:
+                if minute is not None:
+                    if br.pending or br.resting:
+                        self._due_before(ts)
+                    close_candle(trusted_candle(minute * 60_000, co, ch, cl, cc, 0.0, ts))
+                if self._over(ts) or stop.is_set():
+                    self.end_reason = "duration reached" if not stop.is_set() else ""
+                    return
+                # the minute opens at the price in force when it starts (as the frame path)
+                co = cc if minute is not None else mid
+                minute, ch, cl = m, max(co, mid), min(co, mid)
+            elif mid > ch:
+                ch = mid
+            elif mid < cl:
+                cl = mid
+            cc = mid
+            if br.pending or br.resting:
+                self._due_before(ts)
+            apply_quote(trusted_quote(ts, bid, ask, bs, as_, sym))
+            n += 1
+            if not n & 1023 and time.monotonic() >= next_check:
+                self._checkpoint()
+                next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        self.rows_applied = n
+        self.end_reason = "replay data ended"
