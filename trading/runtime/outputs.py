@@ -236,7 +236,20 @@ def report(s) -> dict:
         "depth_model": s.depth_source or ("as recorded (the recording's depth pushes)"
                                           if s.source_used == "recording" else ""),
         **fill_costs(s.fills),
+        **s.strategy_spec.describe(), "entry_orders": asdict(s.config.entry),
+        "engine_speed_replay": fast_summary(s),
     }
+
+
+def fast_summary(s) -> dict | None:
+    """A bar or quote file replayed at engine speed: how much and how fast (None: another
+    path)."""
+    f = getattr(s, "fast", None)
+    if f is None:
+        return None
+    return {"rows": f.rows_applied, "loop_seconds": round(f.loop_seconds, 4),
+            "rows_per_s": round(f.rows_applied / f.loop_seconds) if f.loop_seconds else None,
+            "equity_every_ms": s.engine.equity_every_ms}
 
 
 def final_equity_point(s) -> list[dict]:
