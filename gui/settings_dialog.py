@@ -21,7 +21,7 @@ from typing import Any
 
 import platformdirs
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QFontDatabase
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
@@ -564,12 +564,13 @@ def strategies_dir() -> Path:
     return settings_path().parent / "strategies"
 
 
-def strategy_classes(path: Path) -> list[str]:
-    """The classes of a strategy file that define `on_candle` (read, never run)."""
+def strategy_classes(path: Path) -> list[str] | None:
+    """The classes of a strategy file that define `on_candle` (read, never run); None when
+    the file cannot be read or parsed."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return []
+        return None
     return [n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
         isinstance(f, ast.FunctionDef) and f.name == "on_candle" for f in n.body)]
 
@@ -670,8 +671,8 @@ class SettingsDialog(QDialog):
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         bar = self.scroll.verticalScrollBar().sizeHint().width()
         self.scroll.setMinimumWidth(body.sizeHint().width() + bar)
-        self.scroll.setMinimumHeight(min(body.sizeHint().height(), 240))
         self._body = body
+        self._fit_scroll()
 
         root = QVBoxLayout(self)
         root.addWidget(self.scroll, 1)
@@ -895,10 +896,11 @@ class SettingsDialog(QDialog):
             combo.addItem(f"{name} (built-in)", name)
         for path in user_strategy_files(strategies_dir()):
             found = strategy_classes(path)
-            for cls in found:
+            for cls in found or ():
                 combo.addItem(f"{path.name}: {cls}", f"{path}:{cls}")
             if not found:
-                combo.addItem(f"{path.name} (no strategy class)", str(path))
+                why = "does not parse" if found is None else "no strategy class"
+                combo.addItem(f"{path.name} ({why})", str(path))
         if current and combo.findData(current) < 0:
             combo.addItem(current, current)
         combo.setCurrentIndex(max(0, combo.findData(current)))
@@ -913,9 +915,10 @@ class SettingsDialog(QDialog):
             del self.editors[name]
             self.unit_labels.pop(name, None)
         try:
-            spec = load_strategy(ref)
+            spec = load_strategy(ref, build=False)  # rows even when it refuses its defaults
         except StrategyError:
             self._param_defaults = {}
+            self._fit_scroll()
             return  # the strategy row says what is wrong
         self._param_defaults = dict(spec.declared)
         helps = getattr(spec.cls, "param_help", {})
@@ -953,6 +956,20 @@ class SettingsDialog(QDialog):
             self.editors[f"param.{name}"] = editor
             self.unit_labels[f"param.{name}"] = unit
             form.addRow(label, row)
+        self._fit_scroll()
+
+    def _fit_scroll(self) -> None:
+        """The whole form stays in view where the screen has room for it: the dialog grows
+        (a problem line, more parameter rows) instead of the form scrolling."""
+        body = getattr(self, "_body", None)
+        if body is None:
+            return
+        body.adjustSize()
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        room = screen.availableGeometry().height() * 0.94 if screen is not None else 10_000
+        extras = 160  # the note, the problem line's room, the buttons and the margins
+        self.scroll.setMinimumHeight(int(max(240, min(body.sizeHint().height(),
+                                                       room - extras))))
 
     def _on_strategy_changed(self, *_: object) -> None:
         ref = self.editors["strategy"].currentData() or ""

@@ -128,27 +128,30 @@ class TradingEngine:
 
     def _on_quote(self, q: Quote) -> None:
         self.quotes_in += 1
-        last = self.broker.quote
-        if last is not None and q.ts < last.ts:
+        ts = q.ts
+        broker = self.broker
+        last = broker.quote
+        if last is not None and ts < last.ts:
             self.stale_quotes += 1  # out-of-order push: an older quote never replaces a newer
             return
-        self.begin(q.ts)
+        if self.start_data_ts is None:
+            self.begin(ts)
         if self.retime_pending:
             self.retime_pending = False
             moved = self.broker.retime_overdue(q.ts)
             if moved:
                 self.emit(JournalNote(q.ts, "orders_due_during_downtime_sent_now",
                                       {"orders": moved}))
-        events = self.broker.on_quote(q)
+        events = broker.on_quote(q)
         # the clock moves only once the quote is in force, so the worker never fills an order
         # due at this instant at the previous quote
-        self.clock.observe(q.ts)
+        self.clock.observe(ts)
         if events:
             self._broker_events(events)
         if self.quotes_heard:
             self.emit(QuoteApplied(q))
-        if q.ts - self.last_equity_ts >= self.equity_every_ms:
-            self.sample_equity(q.ts)
+        if ts - self.last_equity_ts >= self.equity_every_ms:
+            self.sample_equity(ts)
 
     def begin(self, ts: int) -> None:
         if self.start_data_ts is not None:

@@ -92,15 +92,15 @@ def test_dialog_flags_each_bad_field_with_its_reason(qtbot):
     _type(qtbot, dialog.editors["param.hold_bars"], "two")
     dialog.editors["max_rejects"].setValue(0)
     problems = dialog.problems()
-    assert set(problems) == {"taker_fee_bps", "starting_balance", "param.slow",
+    assert set(problems) == {"taker_fee_bps", "starting_balance", "param.fast",
                              "param.hold_bars", "max_rejects"}
     assert problems["taker_fee_bps"] == ["must be a number"]
     assert problems["starting_balance"] == ["must be > 0 and <= 1e+12"]
-    assert problems["param.slow"] == ["need 1 <= fast < slow <= 500"]
+    assert problems["param.fast"] == ["must be below slow (2)"]
     assert problems["param.hold_bars"] == ["expected an integer, got 'two'"]
-    assert dialog.editors["param.slow"].property("invalid") is True
+    assert dialog.editors["param.fast"].property("invalid") is True
     text = dialog.problems_label.text()
-    assert "slow need 1 <= fast < slow <= 500" in text
+    assert "fast must be below slow (2)" in text
     assert "hold_bars: expected an integer, got 'two'" in text
     for name in problems:
         assert name.removeprefix("param.") in text
@@ -198,10 +198,10 @@ def test_validate_reports_every_bad_field():
     problems = s.validate()
     assert sorted(p.split(":")[0] for p in problems) == sorted([
         "symbol", "starting_balance", "risk_per_trade", "taker_fee_bps", "latency_ms",
-        "max_rejects", "cooldown_s", "param.slow", "duration_min", "speed", "source"])
+        "max_rejects", "cooldown_s", "param.fast", "duration_min", "speed", "source"])
     assert "risk_per_trade: must be in (0, 0.5]" in problems
     assert "max_rejects: must be an integer >= 1" in problems
-    assert "param.slow: need 1 <= fast < slow <= 500" in problems
+    assert "param.fast: must be below slow (2)" in problems
     assert "starting_balance: must be a number (USDT)" in problems
     assert AppSettings(speed=math.inf).validate() == []
 
@@ -534,3 +534,46 @@ def test_report_and_history_repaint_in_the_dark_scheme(qtbot, runs):
                for r in range(hw.table.rowCount())}
     assert colours == {"SUCCESS": theme.DARK.OK_TEXT, "ERROR": theme.DARK.ERR_TEXT}, colours
     assert theme.DARK.BG in hw.styleSheet()
+
+
+def test_dialog_lists_the_strategies_folder_and_shows_each_ones_parameters(qtbot, config_dir):
+    import re as _re
+    from gui.settings_dialog import strategies_dir
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in _re.findall(r"```python\n(.*?)```", readme, _re.S)
+                  if "class Breakout" in b]
+    folder = strategies_dir()
+    folder.mkdir(parents=True)
+    (folder / "my_breakout.py").write_text(example, encoding="utf-8")
+    (folder / "broken.py").write_text(example.replace("def warm_up(self, candles):",
+                                                      "def warm_up(self, candles)"))
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    combo = dialog.editors["strategy"]
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items == ["ema_momentum (built-in)", "sma_cross (built-in)",
+                     "broken.py (does not parse)", "my_breakout.py: Breakout"]
+    assert sorted(n for n in dialog.editors if n.startswith("param.")) == sorted(
+        f"param.{k}" for k in EmaMomentum.params)
+    assert dialog.editors["param.fast"].isVisible()
+
+    combo.setCurrentIndex(combo.findData(f"{folder / 'my_breakout.py'}:Breakout"))
+    params = sorted(n for n in dialog.editors if n.startswith("param."))
+    assert params == ["param.hold", "param.lookback"]  # no rows left from the last one
+    assert dialog.editors["param.lookback"].text() == "20"
+    # rows added to a shown dialog are shown by the next turn of the event loop
+    qtbot.waitUntil(dialog.editors["param.lookback"].isVisible, timeout=1000)
+    _type(qtbot, dialog.editors["param.lookback"], "30")
+    assert dialog.ok_button.isEnabled()
+    s = dialog.settings()
+    assert (s.strategy, s.strategy_params) == (f"{folder / 'my_breakout.py'}:Breakout",
+                                               {"lookback": 30, "hold": 5})
+
+    combo.setCurrentIndex(combo.findData(str(folder / "broken.py")))
+    assert not dialog.ok_button.isEnabled()
+    line = next(i for i, t in enumerate(example.splitlines(), 1)
+                if t.startswith("    def warm_up(self, candles)"))
+    assert (f"{folder / 'broken.py'} (line {line}): syntax error"
+            in dialog.problems_label.text())
+    assert combo.property("invalid") is True

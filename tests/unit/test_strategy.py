@@ -265,10 +265,10 @@ def test_fresh_strategy_differs_from_restored_one():
 # ---- parameters ----
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"fast": 0}, "slow: need 1 <= fast < slow <= 500"),
-    ({"fast": 8, "slow": 8}, "slow: need 1 <= fast < slow <= 500"),
-    ({"fast": 9, "slow": 8}, "slow: need 1 <= fast < slow <= 500"),
-    ({"slow": 501}, "slow: need 1 <= fast < slow <= 500"),
+    ({"fast": 0}, "fast: must be 1..499 and below slow"),
+    ({"fast": 8, "slow": 8}, "fast: must be below slow (8)"),
+    ({"fast": 9, "slow": 8}, "fast: must be below slow (8)"),
+    ({"slow": 501}, "slow: must be 2..500 and above fast"),
     ({"hold_bars": 0}, "hold_bars: must be 1..1000"),
     ({"hold_bars": 1001}, "hold_bars: must be 1..1000"),
     ({"atr_len": 1}, "atr_len: must be 2..500"),

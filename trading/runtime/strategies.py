@@ -140,8 +140,10 @@ def parse_param_args(items: list[str]) -> dict[str, str]:
     return out
 
 
-def load_strategy(ref: str, overrides: dict[str, Any] | None = None) -> StrategySpec:
-    """Load, check and build once; raise StrategyError naming the file, line and problem."""
+def load_strategy(ref: str, overrides: dict[str, Any] | None = None,
+                  build: bool = True) -> StrategySpec:
+    """Load, check and build once (`build=False`: all but building it, to show its declared
+    parameters); raise StrategyError naming the file, line and problem."""
     path, class_name = split_ref(ref)
     try:
         raw = path.read_bytes()
@@ -208,6 +210,8 @@ def load_strategy(ref: str, overrides: dict[str, Any] | None = None) -> Strategy
             raise StrategyError(path, f"bad parameter {e}", line) from None
     spec = StrategySpec(ref=str(ref), path=path, class_name=class_name, name=name.strip(),
                         sha256=digest, params=params, declared=dict(declared), cls=cls)
+    if not build:
+        return spec
     try:
         cls(**params)
     except Exception as e:  # noqa: BLE001 - the class refused its parameters

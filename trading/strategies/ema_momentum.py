@@ -45,8 +45,12 @@ class EmaMomentum:
     def __init__(self, fast: int = 3, slow: int = 8, hold_bars: int = 3, atr_len: int = 14,
                  stop_atr: float = 1.5, target_atr: float = 2.5,
                  min_gap_bps: float = 0.5) -> None:
-        if not (1 <= fast < slow <= 500):
-            raise ValueError("slow: need 1 <= fast < slow <= 500")
+        if not 1 <= fast <= 499:
+            raise ValueError("fast: must be 1..499 and below slow")
+        if not 2 <= slow <= 500:
+            raise ValueError("slow: must be 2..500 and above fast")
+        if fast >= slow:
+            raise ValueError(f"fast: must be below slow ({slow})")
         if not 1 <= hold_bars <= 1000:
             raise ValueError("hold_bars: must be 1..1000")
         if not 2 <= atr_len <= 500:
