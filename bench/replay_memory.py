@@ -2,8 +2,11 @@
 `--speed max` over N market hours of the FTX bars (default 60), sampled every 20 ms by a thread
 reading /proc/self/statm, each run in a fresh process.
 
-Baseline in the same run: the same bars through the bare reference loop of bench/peers.py in a
-fresh process (what loading the file and looping over it costs). Target: growth <= 10 MB.
+Before the measured run, a two-hour session in the same process loads every module and the
+report's templates, so the growth is the replay's own memory (candles, equity samples, fills
+kept for the report; the journal's batches; the report). Baseline in the same run: the same
+bars through the bare reference loop of bench/peers.py in a fresh process. Target: growth
+<= 10 MB.
 
     python bench/replay_memory.py [--hours 60] [--reps 3]
 """
@@ -36,18 +39,28 @@ path = tmp / "slice.csv.gz"
 with gzip.open(path, "wt") as f:
     f.writelines(lines)
 kind = {kind!r}
-if kind == "engine":
+small = tmp / "warm.csv.gz"
+with gzip.open(small, "wt") as f:
+    f.writelines(lines[:121])
+def make(p, d):
     from trading.broker import BrokerConfig
     from trading.runtime.session import Session, SessionConfig
-    cfg = SessionConfig(data_dir=tmp / "d", source="replay", speed=math.inf, replay_file=path,
+    cfg = SessionConfig(data_dir=tmp / d, source="replay", speed=math.inf, replay_file=p,
                         duration_min=62 * 1440, strategy="sma_cross",
                         broker=BrokerConfig(starting_cash=Decimal(1000000), latency_ms=0,
                                             fixed_qty=Decimal("0.1")),
                         spread_usd=0.0, breaker_enabled=False, flatten_at_end=False,
                         replay_from_start=True, record=False)
-    s = Session(cfg)
+    return Session(cfg)
+if kind == "engine":
+    # a two-hour session first: every module the run imports and the report's templates
+    # are loaded, so what grows after is the replay's own memory
+    assert make(small, "warm").run() == 0
+    s = make(path, "d")
 else:
     import peer_engines
+import gc
+gc.collect()
 start = rss()
 peak = [start]
 done = threading.Event()

@@ -649,6 +649,8 @@ def _fill_role(fill: Mapping) -> str:
     after, qty = to_decimal(fill.get("position_after")), to_decimal(fill.get("qty"))
     if after is not None and qty is not None and side in ("BUY", "SELL"):
         before = after - qty if side == "BUY" else after + qty
+        if before * after < 0:
+            return "entry"  # a reversal: it closes one position and opens the next
         return "entry" if abs(after) > abs(before) else "exit"
     if as_text(fill.get("reason")).strip().lower() == "entry":
         return "entry"
