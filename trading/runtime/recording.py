@@ -25,6 +25,7 @@ import gzip
 import json
 import logging
 import time
+import re
 import zlib
 from pathlib import Path
 
@@ -206,48 +207,78 @@ def _inflate(f):
     """Decompress gzip members one after another, yielding what each gives. A member cut off
     by a kill -9 (the next process appended its own after it) ends at its last complete flush:
     `None` is yielded there (the line in progress is lost) and reading goes on at the next
-    member's header."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    raw = b""
-    eof = False
-    while True:
-        if not raw and not eof:
-            raw = f.read(1 << 16)
-            eof = not raw
-        if not raw:
-            return
-        before = d.copy()
-        try:
-            out = d.decompress(raw)
-        except zlib.error:
-            i = raw.find(GZIP_MAGIC, 1)
-            if i > 0:  # what decompresses before the next member's header is kept
-                try:
-                    tail = before.decompress(raw[:i])
-                except zlib.error:
-                    tail = b""
+    member's header.
+
+    A member is never decoded past the start of the next one: a cut member's deflate stream
+    could otherwise read the next member's bytes as its own (without an error, or with one far
+    later) and lose whole segments. So each member is fed up to the next place a gzip header
+    could begin; where it has not ended there, that place is the next member if a fresh
+    decompressor reads a header and a record from it (else the three bytes were compressed data
+    that happened to look like a header, and the member goes on)."""
+    data = f.read()
+    starts = [m.start() for m in re.finditer(re.escape(GZIP_MAGIC), data)]
+    pos = 0
+    while pos < len(data):
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        cur, nxt = pos, None
+        for c in [c for c in starts if c > pos] + [len(data)]:
+            before = d.copy()
+            try:
+                out = d.decompress(data[cur:c])
+            except zlib.error:
+                tail = _longest_prefix(before, data[cur:c])
                 if tail:
                     yield tail
-            yield None
-            # the damaged member's bytes up to the next header are dropped
-            while True:
-                i = raw.find(GZIP_MAGIC, 1)
-                if i >= 0:
-                    raw = raw[i:]
-                    break
-                more = f.read(1 << 16)
-                if not more:
-                    return
-                raw = raw[-2:] + more
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                yield None
+                nxt = next((x for x in starts if x > cur and _is_member(data, x, starts)),
+                           len(data))
+                break
+            if out:
+                yield out
+            if d.eof:  # the member ended: the next starts in its unused bytes
+                nxt = c - len(d.unused_data)
+                break
+            if c == len(data):  # the last member, cut off at the end of the file
+                if not d.eof:
+                    yield None
+                return
+            if _is_member(data, c, starts):  # cut off here by a kill: the next member
+                yield None
+                nxt = c
+                break
+            cur = c  # compressed bytes that look like a header: the member goes on
+        pos = len(data) if nxt is None else nxt
+
+
+def _is_member(data: bytes, at: int, starts: list[int]) -> bool:
+    """Whether a gzip member of this recorder starts at `at`: a header, then (up to the next
+    place a header could begin) a JSON line or nothing (a header written just before a kill)."""
+    if len(data) - at < 10:
+        return True  # a header cut off by a kill at the end of the file
+    if data[at + 3] & 0xE0:  # reserved flag bits are never set
+        return False
+    end = next((x for x in starts if x > at), len(data))
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data[at:min(end, at + (1 << 16))], 64)
+    except zlib.error:
+        return False
+    return out[:1] == b"{" or not out
+
+
+def _longest_prefix(d, chunk: bytes) -> bytes:
+    """What `d` decompresses from the longest prefix of `chunk` that does not fail (the flushed
+    part of a member cut in the middle of a block)."""
+    lo, hi, best = 0, len(chunk), b""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            best_mid = d.copy().decompress(chunk[:mid])
+        except zlib.error:
+            hi = mid - 1
             continue
-        if out:
-            yield out
-        if d.eof:  # the next member (a later segment) starts in the unused bytes
-            raw = d.unused_data
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        else:
-            raw = b""
+        best, lo = best_mid, mid
+    return best
 
 
 def iter_records(path: Path):
@@ -262,10 +293,11 @@ def iter_records(path: Path):
     with f:
         buf = b""
         n = 0
+        bad = None  # a line that is not JSON: a cut member's last bytes, if the cut follows
         try:
             for chunk in _inflate(f):
                 if chunk is None:  # a member cut off mid-line: that line is gone
-                    buf = b""
+                    buf, bad = b"", None
                     continue
                 buf += chunk
                 *done, buf = buf.split(b"\n")
@@ -276,7 +308,12 @@ def iter_records(path: Path):
                     try:
                         rec = json.loads(line)
                     except ValueError:
-                        raise RecordingError(f"{path}: line {n} is not JSON") from None
+                        rec = None
+                    if bad is not None:  # more of the same member after it: not a cut
+                        raise RecordingError(f"{path}: line {bad} is not JSON")
+                    if rec is None:
+                        bad = n
+                        continue
                     if not isinstance(rec, dict):
                         raise RecordingError(f"{path}: line {n} is not an object")
                     yield rec
