@@ -140,10 +140,17 @@ _INDEXES = (
 )
 TABLE_NAMES = tuple(_TABLES)
 # short numbers and words need no redaction pass (most of what a fill row holds)
-_PLAIN_RE = re.compile(r"[-+0-9.eE]{0,40}|[A-Za-z_]{0,24}")
+# and the project's own run, order and fill ids (20261203-171956-3e0d87-00001#2)
+_PLAIN_RE = re.compile(r"[-+0-9.eE]{0,40}|[A-Za-z_]{0,24}"
+                       r"|\d{8}-\d{6}-[0-9a-f]{6}(?:-\d{5,})?(?:#\d+)?")
 
 
 def _to_sql(value: Any) -> Any:
+    t = type(value)
+    if t is float or t is int or value is None:  # most values: nothing to do
+        return value
+    if t is str and _PLAIN_RE.fullmatch(value):
+        return value
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, Decimal):

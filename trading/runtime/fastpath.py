@@ -58,7 +58,7 @@ class FastReplay:
             self.start = _tick_minutes(data)[self.start][7]
         self.end_reason = ""
         self.rows_applied = 0
-        self.loop_seconds = 0.0  # wall time of the loop (journal commits included)
+        self.loop_seconds = 0.0  # wall time of the loop and its journal commits
         s.engine.equity_every_ms = equity_every_ms(s.config.duration_ms,
                                                    s.config.equity_every_ms)
 
@@ -86,9 +86,9 @@ class FastReplay:
         try:
             (self._bars if self.data.kind == "ohlcv" else self._ticks)()
         finally:
-            self.loop_seconds = time.perf_counter() - t0
             gc.unfreeze()
-            self._commit(release=True)
+            self._commit(release=True)  # the journal's last batch is part of the run
+            self.loop_seconds = time.perf_counter() - t0
             s.state_writer.paused = False
             s.log_writer.quiet = False
             s.engine.quotes_heard = True
