@@ -145,10 +145,25 @@ _PLAIN_RE = re.compile(r"[-+0-9.eE]{0,40}|[A-Za-z_]{0,24}"
                        r"|\d{8}-\d{6}-[0-9a-f]{6}(?:-\d{5,})?(?:#\d+)?")
 
 
+class CleanJson(str):
+    """JSON text whose every string is plain (numbers, words, the project's ids): it needs no
+    redaction pass. Make one with `clean_json`."""
+
+
+def clean_json(obj: dict) -> str:
+    """`json.dumps(obj)`, marked clean when no string in it could carry a secret (else plain
+    text, which the journal redacts as usual)."""
+    text = json.dumps(obj)
+    if all(not isinstance(v, str) or _PLAIN_RE.fullmatch(v) for v in obj.values()) and all(
+            not isinstance(v, (dict, list, tuple)) for v in obj.values()):
+        return CleanJson(text)
+    return text
+
+
 def _to_sql(value: Any) -> Any:
     t = type(value)
-    if t is float or t is int or value is None:  # most values: nothing to do
-        return value
+    if t is float or t is int or value is None or t is CleanJson:  # nothing to do
+        return value if t is not CleanJson else str(value)
     if t is str and _PLAIN_RE.fullmatch(value):
         return value
     if isinstance(value, Enum):

@@ -27,14 +27,16 @@ EXPECTED = {
 
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "data"  # ships with the app
+BENCH_DATA = Path(__file__).resolve().parents[2] / "bench" / "data"  # the benchmarks' copies
 
 
 def shared(name: str) -> Path:
-    """A data file: the copy the app ships in resources/ first, else the shared folder."""
-    for base in (RESOURCES, SHARED):
+    """A data file: the copy the app ships in resources/ first, then the benchmarks' copy,
+    else the shared folder."""
+    for base in (RESOURCES, BENCH_DATA, SHARED):
         if (base / name).is_file():
             return base / name
-    pytest.skip(f"data file {name} is neither in resources/data nor in the shared data")
+    pytest.skip(f"data file {name} is in none of resources/data, bench/data, the shared data")
 
 
 class _Lazy(dict):

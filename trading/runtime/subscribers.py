@@ -18,6 +18,8 @@ from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, Equity
 
 log = logging.getLogger("btc_laptop_agents.session")
 
+from storage.journal import clean_json  # noqa: E402 - storage sits beside the runtime
+
 EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
 
 
@@ -83,7 +85,7 @@ class JournalWriter:
             o = ev.order
             d = o.to_dict()
             return ("order", {**d, "run_id": run_id, "status": "pending",
-                              "status_ts": o.signal_ts, "detail": json.dumps(d)})
+                              "status_ts": o.signal_ts, "detail": clean_json(d)})
         if isinstance(ev, OrderFilled):
             f = ev.fill
             part = f.order_qty is not None and f.order_filled is not None \
