@@ -113,3 +113,54 @@ def test_quote_ticks_replay_at_engine_speed_through_candles_and_broker(tmp_path)
     for f in s.fills:  # every fill is at the bid/ask of a real quote in force at its due time
         assert f["fill_px"] in (f["bid"], f["ask"])
         assert f["fill_ts"] == f["due_ts"] and f["due_ts"] - f["signal_ts"] == 200
+
+
+def test_a_crash_mid_replay_resumes_at_its_checkpoint_and_makes_the_same_fills(tmp_path):
+    """Crash-only at engine speed: the loop crashes after a checkpoint (journal, then state
+    file); the watchdog resumes the run from them, the rows after the checkpoint are replayed,
+    and the run ends with the fills, cash and journal of a run that never crashed."""
+    import dataclasses
+    import threading
+
+    from trading.runtime.session import new_run_id
+    from trading.runtime.watchdog import Watchdog, WatchdogConfig
+    lines = gzip.open(FTX, "rt").read().splitlines()[:40_001]
+    path = tmp_path / "slice.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    whole = session(tmp_path / "whole", path, strategy_params={"fast": 10, "slow": 30})
+    cfg = SessionConfig(
+        data_dir=tmp_path / "crash", source="replay", speed=math.inf, replay_file=path,
+        duration_min=62 * 24 * 60, strategy="sma_cross", strategy_params={"fast": 10, "slow": 30},
+        broker=BrokerConfig(latency_ms=0, fixed_qty=Decimal("0.01")), spread_usd=0.0,
+        breaker_enabled=False, flatten_at_end=False, replay_from_start=True, record=False,
+        state_save_every_s=0.02, inject_crash_after_s=0.0)
+    sessions: list[Session] = []
+    run_id = new_run_id()
+
+    def make(resume: bool) -> Session:
+        s = Session(dataclasses.replace(cfg, resume=True, watchdog_resume=True) if resume
+                    else cfg, run_id=run_id)
+        sessions.append(s)
+        return s
+    result = []
+    dog = Watchdog(make, WatchdogConfig(restart_delay_s=0.1, hang_after_s=20))
+    t = threading.Thread(target=lambda: result.append(dog.run()))
+    t.start()
+    t.join(120)
+    assert result == [0] and len(sessions) == 2, (result, [s.error for s in sessions])
+    first, second = sessions
+    assert first.injected.get("crash") and second.resumed
+    crashed_at = len(first.fills)
+    assert 0 < crashed_at < len(whole.fills)  # the crash came mid-run, with fills behind it
+    key = ("side", "qty", "fill_ts", "fill_px", "fee", "realized_pnl", "position_after")
+
+    def rows(fills):
+        return [tuple(str(f[k]) for k in key) for f in fills]
+    assert rows(second.fills) == rows(whole.fills)
+    db = sqlite3.connect(tmp_path / "crash" / "journal.sqlite3")
+    journalled = db.execute("SELECT side, qty, fill_ts, fill_px, fee, realized_pnl, "
+                            "position_after FROM fills ORDER BY fill_ts, seq").fetchall()
+    assert [tuple(str(x) for x in r) for r in journalled] == rows(whole.fills)  # none twice
+    led, ref = second.broker.ledger, whole.broker.ledger
+    assert (led.cash, led.fees, led.realized_pnl) == (ref.cash, ref.fees, ref.realized_pnl)

@@ -18,6 +18,9 @@ with nothing in between that a replay does not need:
 - journal rows are batched: one transaction per checkpoint (each wall second and at the end),
   then the state file, journal first (a crash resumes from the last checkpoint: the rows after
   it are replayed again, exactly);
+- crash-only as every session: after a crash (`--inject-crash-after-s` crashes the loop at a
+  checkpoint) the watchdog resumes from the journal and the state file; the rows seen before
+  the crash rebuild the candle that was forming, and nothing else;
 - equity is sampled by market time (`equity_every_ms`, at least a minute and at most 5,000
   samples a run), not per quote.
 
@@ -59,6 +62,9 @@ class FastReplay:
         self.end_reason = ""
         self.rows_applied = 0
         self.loop_seconds = 0.0  # wall time of the loop and its journal commits
+        # a checkpoint each wall second, or as often as the state file is saved when that is
+        # more often
+        self.checkpoint_every_s = min(CHECKPOINT_EVERY_S, s.config.state_save_every_s)
         s.engine.equity_every_ms = equity_every_ms(s.config.duration_ms,
                                                    s.config.equity_every_ms)
 
@@ -104,12 +110,19 @@ class FastReplay:
 
     def _checkpoint(self) -> None:
         """Journal first (one transaction), then the state file; then the heartbeat and
-        the progress line."""
+        the progress line. `--inject-crash-after-s` crashes the loop here (there is no worker
+        thread to crash): the watchdog resumes the run from this checkpoint."""
         s = self.s
         self._commit()
         s._save_state("running")
         from trading.runtime import loop
         loop.housekeeping(s)
+        crash = s.config.inject_crash_after_s
+        if crash is not None and not s.injected.get("crash") \
+                and time.monotonic() - s.started_mono >= crash:
+            from trading.runtime.common import InjectedFault
+            s._on_inject_crash()
+            raise InjectedFault("injected crash in the engine-speed replay loop")
 
     def _due_before(self, ts: int) -> None:
         """Fill what came due before `ts` at the quote in force then (the worker's job)."""
@@ -134,13 +147,15 @@ class FastReplay:
         rows = self.data.rows
         prev = None
         last_px = None
-        next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        every = self.checkpoint_every_s
+        next_check = time.monotonic() + every
         n = 0
         apply_quote, close_candle = eng.apply_quote, eng.close_candle
         for i in range(self.start, len(rows)):
             ts, o, h, lo, c, v = rows[i][:6]
             ts = int(ts)
-            if ts < skip:
+            if ts < skip:  # seen before a crash: its candle closes at the next bar as ever
+                prev = (ts, o, h, lo, c, v)
                 continue
             if prev is not None:
                 if br.pending or br.resting:
@@ -166,7 +181,7 @@ class FastReplay:
             n += 1
             if not n & 255 and time.monotonic() >= next_check:
                 self._checkpoint()
-                next_check = time.monotonic() + CHECKPOINT_EVERY_S
+                next_check = time.monotonic() + every
         self.rows_applied = n
         self.end_reason = "replay data ended"
 
@@ -178,18 +193,18 @@ class FastReplay:
         rows = self.data.rows
         minute = None
         co = ch = cl = cc = 0.0
-        next_check = time.monotonic() + CHECKPOINT_EVERY_S
+        every = self.checkpoint_every_s
+        next_check = time.monotonic() + every
         n = 0
         apply_quote, close_candle = eng.apply_quote, eng.close_candle
         for i in range(self.start, len(rows)):
             ts, bid, ask, bs, as_ = rows[i][:5]
             ts = int(ts)
-            if ts < skip:
-                continue
+            seen = ts < skip  # before a crash: it builds the minute's candle, nothing else
             mid = (bid + ask) / 2.0
             m = ts // 60_000
             if m != minute:
-                if minute is not None:
+                if minute is not None and not seen:
                     if br.pending or br.resting:
                         self._due_before(ts)
                     close_candle(trusted_candle(minute * 60_000, co, ch, cl, cc, 0.0, ts))
@@ -204,12 +219,14 @@ class FastReplay:
             elif mid < cl:
                 cl = mid
             cc = mid
+            if seen:
+                continue
             if br.pending or br.resting:
                 self._due_before(ts)
             apply_quote(trusted_quote(ts, bid, ask, bs, as_, sym))
             n += 1
             if not n & 1023 and time.monotonic() >= next_check:
                 self._checkpoint()
-                next_check = time.monotonic() + CHECKPOINT_EVERY_S
+                next_check = time.monotonic() + every
         self.rows_applied = n
         self.end_reason = "replay data ended"
