@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the window --max-restarts counts in (default 3600)")
     g.add_argument("--inject-crash-after-s", type=_positive_float("--inject-crash-after-s", 0.0,
                                                                   86400.0, True),
-                   metavar="S", help="fault injection: raise in the execution thread after S s")
+                   metavar="S", help="fault injection: raise in the execution thread after S s "
+                   "(at engine speed: in the replay loop, at the first checkpoint after S s)")
     g.add_argument("--inject-hang-after-s", type=_positive_float("--inject-hang-after-s", 0.0,
                                                                  86400.0, True),
                    metavar="S", help="fault injection: stop the loop's heartbeat after S s")
