@@ -553,3 +553,41 @@ def test_at_1280_wide_the_run_id_stays_whole_beside_busy_indicators(make_window,
     shown = w.run_label.shown_text()
     assert shown == w.run_label.text() or shown.endswith("…"), shown
     assert w.run_label.toolTip().startswith(w.run_label.text())
+
+
+def test_the_readme_strategy_chosen_in_settings_runs_from_the_window(make_window, qtbot, gui_env,
+                                                                     monkeypatch):
+    """Settings › Strategy: the README's example, copied into the strategies folder, picked
+    in the real dialog and started from the window, is what the session runs."""
+    from PySide6.QtWidgets import QDialog
+
+    import gui.main_window as mw
+    from gui.settings_dialog import SettingsDialog, strategies_dir
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                  if "class Breakout" in b]
+    folder = strategies_dir()
+    folder.mkdir(parents=True)
+    (folder / "my_breakout.py").write_text(example, encoding="utf-8")
+    ref = f"{folder / 'my_breakout.py'}:Breakout"
+
+    class PickIt(SettingsDialog):  # the real dialog: the user picks the file and a lookback
+        def exec(self):
+            combo = self.editors["strategy"]
+            combo.setCurrentIndex(combo.findData(ref))
+            self.editors["param.lookback"].setText("5")
+            assert self.ok_button.isEnabled(), self.problems_label.text()
+            return QDialog.Accepted
+    monkeypatch.setattr(mw, "SettingsDialog", PickIt)
+    w = make_window()
+    w.open_settings()
+    w.set_toolbar(source="replay", replay_file=None, speed=math.inf, duration_min=120,
+                  latency_ms=1000)
+    with qtbot.waitSignal(w.sessionFinished, timeout=60_000) as finished:
+        assert w.start_session()
+    code, run_dir = finished.args
+    assert code == 0
+    report = _report(run_dir)
+    assert (report["strategy"], report["strategy_ref"]) == ("breakout", ref)
+    assert report["strategy_params"] == {"lookback": 5, "hold": 5}
+    assert report["fills"] >= 2  # it traded
