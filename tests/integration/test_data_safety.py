@@ -128,7 +128,7 @@ def test_sigkilled_holder_never_blocks_the_next_start(tmp_path):
 
 def test_supervisor_child_shares_the_lock_and_it_dies_with_both(tmp_path):
     d = tmp_path / "data"
-    proc = spawn(d, "--headless", "--supervise", "--source", "replay", "--speed", "20",
+    proc = spawn(d, "--headless", "--supervise", "--source", "replay", "--speed", "40",
                  "--duration", "4", "--quiet", "--restart-delay-s", "0.2")
     try:
         wait_for_lock(d, proc)
@@ -199,11 +199,21 @@ CORRUPTIONS = ["cash_text", "cash_list", "cash_true", "cash_infinity", "qty_nan"
                "wrong_top", "stop_text", "not_lot", "unreconciled"]
 
 
-@pytest.mark.parametrize("how", CORRUPTIONS)
-def test_corrupt_state_is_moved_aside_and_the_account_rebuilt_from_the_journal(tmp_path, how):
-    d = tmp_path / "data"
+@pytest.fixture(scope="module")
+def traded_dir(tmp_path_factory):
+    """A data dir after one session that traded (each corruption test works on a copy)."""
+    d = tmp_path_factory.mktemp("traded") / "data"
     first = cli(d, *FAST, "--duration", "15", "--seed", "3")
     assert first.returncode == 0, first.stderr
+    return d
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_corrupt_state_is_moved_aside_and_the_account_rebuilt_from_the_journal(tmp_path, how,
+                                                                               traded_dir):
+    import shutil
+    d = tmp_path / "data"
+    shutil.copytree(traded_dir, d)
     before = latest_report(d)
     final_cash = Decimal(before["cash"])
     assert final_cash != Decimal("10000")  # the first run traded: a reset would show
