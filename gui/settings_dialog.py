@@ -32,12 +32,12 @@ from gui.screen_fit import fit_window
 from storage.logger import redact
 from storage.paths import APP_NAME, unique_corrupt_path
 from storage.state import save_json_atomic
-from trading.broker import BrokerConfig
+from trading.broker import TIFS, BrokerConfig
 from trading.risk import BreakerConfig
 from trading.runtime.session import SessionConfig
 from trading.runtime.strategies import (BUILTINS, StrategyError, load_strategy,
                                         parse_param_value, user_strategy_files)
-from trading.strategy import ORDER_TYPES, TIFS, EntryOrders
+from trading.strategy import ORDER_TYPES, EntryOrders
 
 log = logging.getLogger("btc_laptop_agents.gui")
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Protocol, Sequence
 
+from trading.broker import TIFS
 from trading.model import Candle, Side
 
 
@@ -62,7 +63,6 @@ class Strategy(Protocol):
 
 
 ORDER_TYPES = ("market", "limit")
-TIFS = ("GTC", "IOC", "POST_ONLY")
 
 
 @dataclass(frozen=True, slots=True)

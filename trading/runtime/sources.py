@@ -49,12 +49,13 @@ def resolve_source(s) -> None:
             s.bus.publish(OfflineFellBack(why))
     s.source_used = source
     s.engine.source = source
-    s.fast = None
-    if source == "replay" and math.isinf(cfg.speed):
+    s.fast = s.market_data = None
+    if source == "replay":
         from trading.runtime import fastpath
         from trading.runtime.datafiles import default_replay_file, load_market_file
-        data = load_market_file(cfg.replay_file or default_replay_file())
-        if fastpath.supports(data):  # no recording: the file itself replays it exactly
+        s.market_data = data = load_market_file(cfg.replay_file or default_replay_file())
+        if math.isinf(cfg.speed) and fastpath.supports(data):
+            # no recording: the file itself replays it exactly
             s.fast = fastpath.FastReplay(s, data, pick_start_index(s, data))
 
 
@@ -76,8 +77,7 @@ def start_source(s) -> None:
         apply_warmup(s, s.fast.warmup_rows(), "file", source="the replay file's bars")
         return
     else:
-        from trading.runtime.datafiles import default_replay_file, load_market_file
-        data = load_market_file(cfg.replay_file or default_replay_file())
+        data = s.market_data  # read once, when the source was resolved
         if math.isinf(cfg.speed):
             s.inline = inline_frames(inline_timeline(s, data))
         else:

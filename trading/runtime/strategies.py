@@ -23,7 +23,6 @@ from typing import Any
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "strategies"
 BUILTINS = {"ema_momentum": "EmaMomentum", "sma_cross": "SmaCross"}
-DEFAULT = "ema_momentum"
 METHODS = ("warm_up", "on_candle", "state", "restore")
 PARAM_TYPES = (bool, int, float, str)
 MAX_FILE_BYTES = 1_000_000
@@ -50,10 +49,6 @@ class StrategySpec:
     params: dict[str, Any]  # every declared parameter, with the overrides applied
     declared: dict[str, Any] = field(default_factory=dict)  # the file's own defaults
     cls: type | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def builtin(self) -> bool:
-        return self.ref in BUILTINS
 
     def build(self):
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
+from storage.journal import clean_json  # storage sits beside the runtime
 from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, EquitySampled,
                             FundingApplied, HealthSampled, JournalNote, KlineApplied,
                             OfflineFellBack, OrderCancelled, OrderFilled, OrderRejected,
@@ -18,7 +19,6 @@ from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, Equity
 
 log = logging.getLogger("btc_laptop_agents.session")
 
-from storage.journal import clean_json  # noqa: E402 - storage sits beside the runtime
 
 EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
 
