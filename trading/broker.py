@@ -421,7 +421,7 @@ class PaperBroker:
         best = ask if buy else bid
         fee_bps = cfg.maker_fee_bps if maker else cfg.taker_fee_bps
         fee = _q(qty * px_dec(px) * Decimal(repr(fee_bps)) * BPS)
-        part = replace(order, qty=qty)
+        part = order if qty == order.qty else replace(order, qty=qty)
         realized = self._apply_fill(part, px, fill_ts)
         self.ledger.fees += fee
         self.ledger.realized_pnl += realized

@@ -32,7 +32,7 @@ class TradingEngine:
     COUNTERS = ("events_in", "quotes_in", "klines_in", "books_in", "trades_in", "other_symbol",
                 "stale_quotes",
                 "blocked_signals", "ignored_signals", "error_count", "warmup_candles",
-                "missed_while_down")
+                "missed_while_down", "quotes_idle")
 
     def __init__(self, *, broker, breaker, strategy, clock, emit, symbol: str,
                  duration_ms: int, equity_every_ms: int = 5000,
@@ -125,6 +125,21 @@ class TradingEngine:
         self.klines_in += 1
         self.clock.observe(c.closed_ts)
         self._on_candle_closed(c)
+
+    def idle_until(self, ts: int) -> bool:
+        """Whether quotes from now to data time `ts` could do nothing but replace the quote in
+        force: nothing pending or resting, no stop or target on the position, no funding due,
+        no stale quote or downtime retime waiting, the session begun, no equity sample due by
+        `ts` and nobody listening to quotes. A replay at engine speed then does not apply a
+        bar's two intra-bar extremes (they are counted in `quotes_idle`): the bar's close is
+        applied as ever, so every fill, sample and figure is the same."""
+        b = self.broker
+        p = b.position
+        return (not self.quotes_heard and self.start_data_ts is not None
+                and not self.retime_pending and not b.pending and not b.resting
+                and b.funding_due_ts is None and not b.quote_stale
+                and p.stop_px is None and p.target_px is None
+                and ts - self.last_equity_ts < self.equity_every_ms)
 
     def _on_quote(self, q: Quote) -> None:
         self.quotes_in += 1

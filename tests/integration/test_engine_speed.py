@@ -49,7 +49,8 @@ def small_ohlcv(path: Path, closes: list[float]) -> Path:
 def session(tmp: Path, path: Path, **kw) -> Session:
     broker = kw.pop("broker", BrokerConfig(latency_ms=0, fixed_qty=Decimal("0.01")))
     cfg = SessionConfig(data_dir=tmp, source="replay", speed=math.inf, replay_file=path,
-                        duration_min=kw.pop("duration_min", 62 * 24 * 60), strategy="sma_cross",
+                        duration_min=kw.pop("duration_min", 62 * 24 * 60),
+                        strategy=kw.pop("strategy", "sma_cross"),
                         strategy_params=kw.pop("strategy_params", {"fast": 2, "slow": 4}),
                         broker=broker,
                         spread_usd=kw.pop("spread_usd", 0.0), breaker_enabled=False,
@@ -100,6 +101,49 @@ def test_the_journal_holds_every_row_of_a_batched_run(tmp_path):
     report = s.final_report
     assert report["engine_speed_replay"]["rows"] == 3000
     assert report["ledger_reconciles"] is True
+
+
+def _journal_rows(d: Path) -> dict:
+    db = sqlite3.connect(d / "journal.sqlite3")
+    out = {t: db.execute(f"SELECT {cols} FROM {t} ORDER BY ts").fetchall() for t, cols in (
+        ("candles", "ts, open, high, low, close, volume"),
+        ("equity", "ts, equity, cash, realized, unrealized, position_qty"))}
+    out["fills"] = db.execute("SELECT seq, side, qty, fill_ts, fill_px, bid, ask, fee, "
+                              "realized_pnl, position_after, cash_after, trigger, "
+                              "trigger_px FROM fills ORDER BY fill_ts, seq").fetchall()
+    db.close()
+    return out
+
+
+def test_idle_extremes_not_applied_change_no_fill_sample_or_row(tmp_path, monkeypatch):
+    """A bar's two intra-bar extremes are not applied when nothing can act on them (nothing
+    pending, no stop or target, no sample due): with stops and latency (ema_momentum) and
+    without (sma_cross), every fill, equity sample and journal row is the same as when every
+    quote is applied -- and fewer quotes were applied."""
+    from trading.runtime.fastpath import FastReplay
+    lines = gzip.open(FTX, "rt").read().splitlines()[:2401]
+    path = tmp_path / "slice.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    runs = {}
+    for name, kw in (("sma", {"strategy_params": {"fast": 10, "slow": 30}}),
+                     ("ema", {"strategy": "ema_momentum", "strategy_params": {},
+                              "spread_usd": 1.0, "broker": BrokerConfig(latency_ms=20_000)})):
+        for skip in (True, False):
+            monkeypatch.setattr(FastReplay, "skip_idle", skip)
+            d = tmp_path / f"{name}{int(skip)}"
+            s = session(d, path, **dict(kw))
+            runs[name, skip] = (s, _journal_rows(d))
+    for name in ("sma", "ema"):
+        (s1, j1), (s0, j0) = runs[name, True], runs[name, False]
+        assert j1 == j0 and len(j1["fills"]) > 20 and len(j1["equity"]) > 20
+        strip = [{k: v for k, v in f.items() if k != "order_id"} for f in s1.fills]
+        assert strip == [{k: v for k, v in f.items() if k != "order_id"} for f in s0.fills]
+        assert s1.final_report["final_equity"] == s0.final_report["final_equity"]
+        assert s0.engine.quotes_idle == 0 and s1.engine.quotes_idle > 0
+        assert s1.quotes_in < s0.quotes_in
+    # with a stop and a target on every position, fewer extremes are idle
+    assert runs["ema", True][0].engine.quotes_idle < runs["sma", True][0].engine.quotes_idle
 
 
 def test_quote_ticks_replay_at_engine_speed_through_candles_and_broker(tmp_path):

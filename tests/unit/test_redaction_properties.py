@@ -389,3 +389,23 @@ def test_registered_secret_is_redacted_everywhere(secret, ids):
     assert secret not in out
     assert ids["registered_run_id"] in out
     assert redact_value({"plain": secret, "n": [secret]}) == {"plain": REDACTED, "n": [REDACTED]}
+
+
+@FAST
+@given(column=st.lists(st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=False), st.decimals(allow_nan=False),
+    st.booleans(), st.text(max_size=30), st.sampled_from(PLAIN_WORDS),
+    st.text(alphabet="BUYSEL", min_size=1, max_size=5),
+    secret_form().map(lambda p: p[0]),
+    st.from_regex(r"\d{8}-\d{6}-[0-9a-f]{6}-\d{5}#\d", fullmatch=True),
+    st.from_regex(r"[-+0-9.eE]{0,40}", fullmatch=True)), max_size=12))
+def test_a_journal_column_converts_as_each_of_its_values(column):
+    """The bulk journal writes convert a column at once (a column of numbers, or of plain
+    words and ids, as it is): exactly what the per-value conversion (and its redaction) gives,
+    line breaks and secrets included."""
+    from storage.journal import _sql_column, _to_sql
+    assert _sql_column(list(column)) == [_to_sql(v) for v in column]
+    # a secret split over lines of plain-looking words is still judged value by value
+    text = [v for v in column if isinstance(v, str)]
+    if text:
+        assert _sql_column(["\n".join(text)]) == [_to_sql("\n".join(text))]

@@ -23,14 +23,16 @@ class EventBus:
         self._cache: dict[type, tuple] = {}
         self._n = 0
 
-    def subscribe(self, handler, *types: type, first: bool = False):
+    def subscribe(self, handler, *types: type, first: bool = False, via: dict | None = None):
         """Call `handler(event)` for events of `types` (every event when none is given);
-        `first`: before every subscriber so far (the recorder's flush before the journal).
-        Returns the handler."""
+        `first`: before every subscriber so far (the recorder's flush before the journal);
+        `via`: {type: method} of the same subscriber for the types it takes most often (a
+        month's replay closes 45,000 candles: no type test per event). Returns the handler."""
         self._n += 1
         n = -self._n if first else self._n
+        via = via or {}
         for t in types:
-            self._by_type[t].append((n, handler))
+            self._by_type[t].append((n, via.get(t, handler)))
         if not types:
             self._any.append((n, handler))
         self._cache.clear()
@@ -51,5 +53,6 @@ class EventBus:
     def publish(self, event) -> None:
         with self.lock:
             self.seq += 1
-            for h in self._handlers(type(event)):
+            hs = self._cache.get(type(event))
+            for h in (hs if hs is not None else self._handlers(type(event))):
                 h(event)

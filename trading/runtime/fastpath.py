@@ -54,6 +54,8 @@ def equity_every_ms(duration_ms: int, configured: int) -> int:
 class FastReplay:
     """The rows of `data` from `start`, applied to session `s` by `run()`."""
 
+    skip_idle = True  # a bar's extremes are not applied when nothing can act on them
+
     def __init__(self, s, data, start: int) -> None:
         self.s, self.data, self.start = s, data, int(start or 0)
         if data.kind == "quote_ticks" and self.start:  # a minute index: its first row
@@ -151,6 +153,7 @@ class FastReplay:
         next_check = time.monotonic() + every
         n = 0
         apply_quote, close_candle = eng.apply_quote, eng.close_candle
+        skip_idle = self.skip_idle
         for i in range(self.start, len(rows)):
             ts, o, h, lo, c, v = rows[i][:6]
             ts = int(ts)
@@ -166,9 +169,16 @@ class FastReplay:
                 self.end_reason = "duration reached" if not stop.is_set() else ""
                 return
             path = (o, h, lo, c) if h - o <= o - lo else (o, lo, h, c)
+            idle = False
             for k in (0, 1, 2, 3):
                 px = path[k]
                 qts = ts + BAR_OFFSETS_MS[k]
+                if k == 1:  # the extremes: not applied when nothing can act on them
+                    idle = skip_idle and eng.idle_until(ts + BAR_OFFSETS_MS[2])
+                if idle and k < 3:
+                    if px != last_px:
+                        eng.quotes_idle += 1
+                    continue
                 if px == last_px:  # the quote in force already says it
                     if br.pending or br.resting:
                         self._due_before(qts + 1)

@@ -130,11 +130,11 @@ class Session:
     def _wire(self) -> None:
         """Subscribe the stream's consumers, in commit order."""
         bus = self.bus
-        self.journal_writer = bus.subscribe(  # 1. the journal: the truth for fills
-            JournalWriter(lambda: self.journal, self.run_id), *JournalWriter.TYPES)
+        jw = self.journal_writer = JournalWriter(lambda: self.journal, self.run_id)
+        bus.subscribe(jw, *JournalWriter.TYPES, via=jw.routes())  # 1. the journal: the truth
         self.state_writer = bus.subscribe(  # 2. the state file
             StateWriter(self._save_state), *StateWriter.TYPES)
-        bus.subscribe(self.record, *RunRecord.TYPES)  # 3. what the report is built from
+        bus.subscribe(self.record, *RunRecord.TYPES, via=self.record.routes())  # 3. report
         self.log_writer = bus.subscribe(LogWriter(), *LogWriter.TYPES)
         if self.config.progress_stream is not None:
             bus.subscribe(ConsoleWriter(self.config.progress_stream), *ConsoleWriter.TYPES)

@@ -47,8 +47,12 @@ class JournalWriter:
         j = self.journal()
         if j is None:
             return
-        j.record_many("candles", self.CANDLE_COLUMNS, self.candles)
-        j.record_many("equity", self.EQUITY_COLUMNS, self.equity)
+        rid = self.run_id
+        j.record_many("candles", self.CANDLE_COLUMNS, [
+            (rid, c.ts, c.open, c.high, c.low, c.close, c.volume) for c in self.candles])
+        j.record_many("equity", self.EQUITY_COLUMNS, [
+            (rid, r["ts"], str(r["equity"]), str(r["cash"]), str(r["realized"]),
+             str(r["unrealized"]), str(r["position_qty"])) for r in self.equity])
         self.candles, self.equity = [], []
         # orders and fills in a few statements: an order sent and settled within the batch
         # is written once, in its final status (the same rows one write each would leave)
@@ -104,17 +108,27 @@ class JournalWriter:
                 f" ({ev.remaining} unfilled)" if ev.remaining is not None else ""))
         return None
 
+    def on_candle(self, ev: CandleClosed) -> None:
+        if self.held is None:
+            self(ev)
+        else:  # its row is made at the flush
+            self.candles.append(ev.candle)
+
+    def on_equity(self, ev: EquitySampled) -> None:
+        if self.held is None:
+            self(ev)
+        else:
+            self.equity.append(ev.row)
+
+    def routes(self) -> dict:
+        return {CandleClosed: self.on_candle, EquitySampled: self.on_equity}
+
     def __call__(self, ev) -> None:
         if self.held is not None:
             if isinstance(ev, CandleClosed):
-                c = ev.candle
-                self.candles.append((self.run_id, c.ts, c.open, c.high, c.low, c.close,
-                                     c.volume))
+                self.on_candle(ev)
             elif isinstance(ev, EquitySampled):
-                r = ev.row
-                self.equity.append((self.run_id, r["ts"], str(r["equity"]), str(r["cash"]),
-                                    str(r["realized"]), str(r["unrealized"]),
-                                    str(r["position_qty"])))
+                self.on_equity(ev)
             else:
                 self.held.append(ev)
             return
@@ -170,14 +184,34 @@ class RunRecord:
     TYPES = (OrderFilled, CandleClosed, EquitySampled, JournalNote)
 
     def __init__(self) -> None:
-        self.fills: list[dict] = []
+        self._fills: list[dict] = []
+        self._unread: list = []  # Fill objects not yet asked for as rows
         self.candles: list = []
         self.equity: list[dict] = []
         self.events: list[dict] = []
 
+    @property
+    def fills(self) -> list[dict]:
+        """The fills as rows (`Fill.to_dict`), made when first asked for (a replay at engine
+        speed makes thousands that nothing reads before its report)."""
+        if self._unread:
+            self._fills.extend(f.to_dict() for f in self._unread)
+            self._unread.clear()
+        return self._fills
+
+    @fills.setter
+    def fills(self, rows: list[dict]) -> None:
+        self._fills, self._unread = list(rows), []
+
+    def on_candle(self, ev: CandleClosed) -> None:
+        self.candles.append(ev.candle)
+
+    def routes(self) -> dict:
+        return {CandleClosed: self.on_candle}
+
     def __call__(self, ev) -> None:
         if isinstance(ev, OrderFilled):
-            self.fills.append(ev.fill.to_dict())
+            self._unread.append(ev.fill)
         elif isinstance(ev, CandleClosed):
             self.candles.append(ev.candle)
         elif isinstance(ev, EquitySampled):
