@@ -18,6 +18,7 @@ from enum import Enum
 from pathlib import Path, PurePath
 from typing import Any
 
+import orjson
 from sqlite_utils import Database
 
 from storage.errors import DiskError, as_disk_error
@@ -144,8 +145,14 @@ _INDEXES = (
 TABLE_NAMES = tuple(_TABLES)
 # short numbers and words need no redaction pass (most of what a fill row holds)
 # and the project's own run, order and fill ids (20261203-171956-3e0d87-00001#2)
+# and a fill's legs, price x quantity per level walked (46319.5x0.1;46320.0x0.05)
+_NUM = r"[-+0-9.eE]{1,24}"
 _PLAIN_RE = re.compile(r"[-+0-9.eE]{0,40}|[A-Za-z_]{0,24}"
-                       r"|\d{8}-\d{6}-[0-9a-f]{6}(?:-\d{5,})?(?:#\d+)?")
+                       r"|\d{8}-\d{6}-[0-9a-f]{6}(?:-\d{5,})?(?:#\d+)?"
+                       rf"|{_NUM}x{_NUM}(?:;{_NUM}x{_NUM}){{0,9}}")
+
+
+_RUN_ID_RE = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
 
 
 class CleanJson(str):
@@ -156,11 +163,20 @@ class CleanJson(str):
 def clean_json(obj: dict) -> str:
     """`json.dumps(obj)`, marked clean when no string in it could carry a secret (else plain
     text, which the journal redacts as usual)."""
-    text = json.dumps(obj)
-    if all(not isinstance(v, str) or _PLAIN_RE.fullmatch(v) for v in obj.values()) and all(
-            not isinstance(v, (dict, list, tuple)) for v in obj.values()):
+    text = orjson.dumps(obj).decode()  # (the same JSON as json.dumps, without spaces)
+    values = obj.values()
+    if set(map(type, values)) <= _JSON_PLAIN_TYPES and _all_plain(
+            [v for v in values if type(v) is str]):
         return CleanJson(text)
     return text
+
+
+def _all_plain(text: list[str]) -> bool:
+    """Whether every string is plain (one regex pass over them all; a string with a line
+    break of its own is not)."""
+    joined = "\n".join(text)
+    return joined.count("\n") == len(text) - 1 and \
+        _PLAIN_LINES_RE.fullmatch(joined) is not None
 
 
 def _to_sql(value: Any) -> Any:
@@ -186,6 +202,7 @@ def _to_sql(value: Any) -> Any:
 
 
 _PASS_TYPES = frozenset((float, int, type(None)))
+_JSON_PLAIN_TYPES = frozenset((float, int, bool, str, type(None)))
 _PLAIN_LINES_RE = re.compile(rf"(?:{_PLAIN_RE.pattern})(?:\n(?:{_PLAIN_RE.pattern}))*")
 
 
@@ -196,11 +213,8 @@ def _sql_column(values: list) -> list:
     types = set(map(type, values))
     if types <= _PASS_TYPES:
         return values
-    if types <= {str, type(None)}:
-        text = [v for v in values if v is not None]
-        joined = "\n".join(text)
-        if joined.count("\n") == len(text) - 1 and _PLAIN_LINES_RE.fullmatch(joined):
-            return values  # (no value holds a line break of its own)
+    if types <= {str, type(None)} and _all_plain([v for v in values if v is not None]):
+        return values
     return [_to_sql(v) for v in values]
 
 
@@ -576,16 +590,23 @@ class Journal:
         with self._write() as db:
             db.conn.executemany(sql, values)
 
-    def record_many(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    def record_many(self, table: str, columns: tuple[str, ...], rows, run_id: str | None = None
+                    ) -> None:
         """Insert many rows of plain values (candles, equity samples) in one statement; a
-        candle already there is kept (a resumed run sends its minute again)."""
+        candle already there is kept (a resumed run sends its minute again). `run_id`: the
+        run of every row (not a column of `rows`; it must be one of the project's ids)."""
         if not rows:
             return
         if table not in ("candles", "equity") or not set(columns) <= self._columns[table]:
             raise ValueError(f"record_many: not a bulk table or unknown columns: {table}")
         verb = "INSERT OR IGNORE" if table == "candles" else "INSERT"
+        marks = ["?"] * len(columns)
+        if run_id is not None:
+            if not _RUN_ID_RE.fullmatch(run_id):
+                raise ValueError(f"record_many: not a run id: {run_id!r}")
+            columns, marks = ("run_id", *columns), [f"'{run_id}'", *marks]
         sql = (f"{verb} INTO {table} ({', '.join(columns)}) "
-               f"VALUES ({', '.join('?' * len(columns))})")
+               f"VALUES ({', '.join(marks)})")
         with self._write() as db:
             db.conn.executemany(sql, rows)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from operator import attrgetter
 
 from storage.journal import clean_json  # storage sits beside the runtime
 from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, EquitySampled,
@@ -18,6 +19,7 @@ from trading.events import (AccountNoticed, BreakerTripped, CandleClosed, Equity
                             StatusLine)
 
 log = logging.getLogger("btc_laptop_agents.session")
+_candle_row = attrgetter("ts", "open", "high", "low", "close", "volume")  # a journal row
 
 
 EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
@@ -26,9 +28,8 @@ EVENTS_KEPT = 500  # the run record's event log (the journal keeps them all)
 class JournalWriter:
     """Writes the journal's rows: orders, fills, funding, candles, equity samples, event log."""
 
-    CANDLE_COLUMNS = ("run_id", "ts", "open", "high", "low", "close", "volume")
-    EQUITY_COLUMNS = ("run_id", "ts", "equity", "cash", "realized", "unrealized",
-                      "position_qty")
+    CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+    EQUITY_COLUMNS = ("ts", "equity", "cash", "realized", "unrealized", "position_qty")
 
     def __init__(self, journal, run_id: str) -> None:
         self.journal = journal  # () -> Journal | None: the session reopens it at finalize
@@ -47,12 +48,12 @@ class JournalWriter:
         j = self.journal()
         if j is None:
             return
-        rid = self.run_id
-        j.record_many("candles", self.CANDLE_COLUMNS, [
-            (rid, c.ts, c.open, c.high, c.low, c.close, c.volume) for c in self.candles])
+        j.record_many("candles", self.CANDLE_COLUMNS, list(map(_candle_row, self.candles)),
+                      run_id=self.run_id)
         j.record_many("equity", self.EQUITY_COLUMNS, [
-            (rid, r["ts"], str(r["equity"]), str(r["cash"]), str(r["realized"]),
-             str(r["unrealized"]), str(r["position_qty"])) for r in self.equity])
+            (r["ts"], str(r["equity"]), str(r["cash"]), str(r["realized"]),
+             str(r["unrealized"]), str(r["position_qty"])) for r in self.equity],
+            run_id=self.run_id)
         self.candles, self.equity = [], []
         # orders and fills in a few statements: an order sent and settled within the batch
         # is written once, in its final status (the same rows one write each would leave)
