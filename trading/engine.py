@@ -185,9 +185,9 @@ class TradingEngine:
     def _on_candle_closed(self, c: Candle) -> None:
         """The last push of a minute is final; ask the strategy."""
         now = c.closed_ts
-        self.broker.on_candle_close(c.close)
-        position = self.broker.position.qty
-        pending = self.broker.has_working()
+        broker = self.broker
+        broker.on_candle_close(c.close)
+        position = broker.position.qty
         self.emit(CandleClosed(c))
         try:
             signal = self.strategy.on_candle(c, position)
@@ -196,6 +196,7 @@ class TradingEngine:
                                  f"{type(e).__name__}: {e}") from e
         if signal is None:
             return
+        pending = broker.has_working()  # (neither the strategy nor the event changed it)
         if signal.target is not None:
             self._to_target(c, signal, position, pending)
             return

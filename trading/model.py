@@ -459,33 +459,38 @@ class Ledger:
 
 
 
-_set = object.__setattr__
+def _setters(cls, names: str) -> tuple:
+    return tuple(getattr(cls, n).__set__ for n in names.split())  # the slots' own setters
+
+
+_QS = _setters(Quote, "ts bid ask bid_size ask_size symbol")
+_CS = _setters(Candle, "ts open high low close volume quote_volume closed_ts")
 
 
 def trusted_quote(ts: int, bid: float, ask: float, bid_size: float, ask_size: float,
-                  symbol: str) -> Quote:
+                  symbol: str, _new=object.__new__, _s=_QS) -> Quote:
     """A Quote from values already validated (a replay file's rows are checked when the file
     is loaded): the same object, without checking each price again."""
-    q = object.__new__(Quote)
-    _set(q, "ts", ts)
-    _set(q, "bid", bid)
-    _set(q, "ask", ask)
-    _set(q, "bid_size", bid_size)
-    _set(q, "ask_size", ask_size)
-    _set(q, "symbol", symbol)
+    q = _new(Quote)
+    _s[0](q, ts)
+    _s[1](q, bid)
+    _s[2](q, ask)
+    _s[3](q, bid_size)
+    _s[4](q, ask_size)
+    _s[5](q, symbol)
     return q
 
 
 def trusted_candle(ts: int, o: float, h: float, lo: float, c: float, volume: float,
-                   closed_ts: int) -> Candle:
+                   closed_ts: int, _new=object.__new__, _s=_CS) -> Candle:
     """A Candle from a validated bar (see `trusted_quote`)."""
-    k = object.__new__(Candle)
-    _set(k, "ts", ts)
-    _set(k, "open", o)
-    _set(k, "high", h)
-    _set(k, "low", lo)
-    _set(k, "close", c)
-    _set(k, "volume", volume)
-    _set(k, "quote_volume", 0.0)
-    _set(k, "closed_ts", closed_ts)
+    k = _new(Candle)
+    _s[0](k, ts)
+    _s[1](k, o)
+    _s[2](k, h)
+    _s[3](k, lo)
+    _s[4](k, c)
+    _s[5](k, volume)
+    _s[6](k, 0.0)
+    _s[7](k, closed_ts)
     return k

@@ -37,7 +37,6 @@ from trading.model import trusted_candle, trusted_quote
 
 log = logging.getLogger("btc_laptop_agents.session")
 
-BAR_OFFSETS_MS = (0, 15_000, 30_000, 45_000)
 CHECKPOINT_EVERY_S = 1.0
 KINDS = ("ohlcv", "quote_ticks")
 
@@ -143,10 +142,6 @@ class FastReplay:
             eng.clock.observe(d)
             eng.tick(d)
 
-    def _over(self, ts: int) -> bool:
-        eng = self.s.engine
-        return eng.start_data_ts is not None and ts >= eng.start_data_ts + eng.duration_ms
-
     def _bars(self) -> None:
         s = self.s
         eng, br, stop = s.engine, s.broker, s.stop_event
@@ -155,12 +150,14 @@ class FastReplay:
         skip = eng.skip_until
         rows = self.data.rows
         prev = None
-        last_px = None
+        last_px = None  # the price of the quote in force
         every = self.checkpoint_every_s
         next_check = time.monotonic() + every
         n = 0
-        apply_quote, close_candle = eng.apply_quote, eng.close_candle
-        skip_idle = self.skip_idle
+        apply_quote, close_candle, due_before = eng.apply_quote, eng.close_candle, \
+            self._due_before
+        idle_until = eng.idle_until if self.skip_idle else None
+        end = self._end_ts()
         for i in range(self.start, len(rows)):
             ts, o, h, lo, c, v = rows[i][:6]
             ts = int(ts)
@@ -169,31 +166,46 @@ class FastReplay:
                 continue
             if prev is not None:
                 if br.pending or br.resting:
-                    self._due_before(ts)
-                pts, po, ph, pl, pc, pv = prev
-                close_candle(trusted_candle(pts, po, ph, pl, pc, pv, ts))
-            if self._over(ts) or stop.is_set():
+                    due_before(ts)
+                close_candle(trusted_candle(*prev, ts))
+            if end is None:
+                end = self._end_ts()
+            if (end is not None and ts >= end) or stop.is_set():
                 self.end_reason = "duration reached" if not stop.is_set() else ""
                 return
-            path = (o, h, lo, c) if h - o <= o - lo else (o, lo, h, c)
-            idle = False
-            for k in (0, 1, 2, 3):
-                px = path[k]
-                qts = ts + BAR_OFFSETS_MS[k]
-                if k == 1:  # the extremes: not applied when nothing can act on them
-                    idle = skip_idle and eng.idle_until(ts + BAR_OFFSETS_MS[2])
-                if idle and k < 3:
-                    if px != last_px:
-                        eng.quotes_idle += 1
-                    continue
-                if px == last_px:  # the quote in force already says it
-                    if br.pending or br.resting:
-                        self._due_before(qts + 1)
-                    continue
-                last_px = px
+            # open, the extreme nearer the open, the other extreme, close: at 0, 15, 30, 45 s
+            # (a price the quote in force already says is not sent again; orders due by then
+            # fill first, at the quote in force when they came due)
+            if h - o <= o - lo:
+                x1, x2 = h, lo
+            else:
+                x1, x2 = lo, h
+            if o != last_px:
                 if br.pending or br.resting:
-                    self._due_before(qts)
-                apply_quote(trusted_quote(qts, px - half, px + half, 0.0, 0.0, sym))
+                    due_before(ts)
+                apply_quote(trusted_quote(ts, o - half, o + half, 0.0, 0.0, sym))
+                last_px = o
+            elif br.pending or br.resting:
+                due_before(ts + 1)
+            if idle_until is not None and idle_until(ts + 30_000):
+                # nothing can act on the extremes: the close follows them (counted)
+                eng.quotes_idle += (x1 != last_px) + (x2 != x1)
+            else:
+                for px, qts in ((x1, ts + 15_000), (x2, ts + 30_000)):
+                    if px != last_px:
+                        if br.pending or br.resting:
+                            due_before(qts)
+                        apply_quote(trusted_quote(qts, px - half, px + half, 0.0, 0.0, sym))
+                        last_px = px
+                    elif br.pending or br.resting:
+                        due_before(qts + 1)
+            if c != last_px:
+                if br.pending or br.resting:
+                    due_before(ts + 45_000)
+                apply_quote(trusted_quote(ts + 45_000, c - half, c + half, 0.0, 0.0, sym))
+                last_px = c
+            elif br.pending or br.resting:
+                due_before(ts + 45_001)
             prev = (ts, o, h, lo, c, v)
             n += 1
             if not n & 255 and time.monotonic() >= next_check:
@@ -201,6 +213,11 @@ class FastReplay:
                 next_check = time.monotonic() + every
         self.rows_applied = n
         self.end_reason = "replay data ended"
+
+    def _end_ts(self) -> int | None:
+        """Data time at which the session's duration is reached (None before it begins)."""
+        eng = self.s.engine
+        return None if eng.start_data_ts is None else eng.start_data_ts + eng.duration_ms
 
     def _ticks(self) -> None:
         s = self.s
@@ -225,7 +242,8 @@ class FastReplay:
                     if br.pending or br.resting:
                         self._due_before(ts)
                     close_candle(trusted_candle(minute * 60_000, co, ch, cl, cc, 0.0, ts))
-                if self._over(ts) or stop.is_set():
+                end = self._end_ts()
+                if (end is not None and ts >= end) or stop.is_set():
                     self.end_reason = "duration reached" if not stop.is_set() else ""
                     return
                 # the minute opens at the price in force when it starts (as the frame path)

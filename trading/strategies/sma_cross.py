@@ -40,19 +40,19 @@ class SmaCross:
 
     def _push(self, close: float) -> int | None:
         x = round(close * SCALE)
-        fq, sq = self._fq, self._sq
+        fq, sq, fast, slow = self._fq, self._sq, self.fast, self.slow
         fq.append(x)
         sq.append(x)
-        self._fs += x
-        self._ss += x
-        if len(fq) > self.fast:
-            self._fs -= fq.popleft()
-        if len(sq) > self.slow:
-            self._ss -= sq.popleft()
+        fs, ss = self._fs + x, self._ss + x
+        if len(fq) > fast:
+            fs -= fq.popleft()
+        if len(sq) > slow:
+            ss -= sq.popleft()
+        self._fs, self._ss = fs, ss
         self._seen += 1
-        if self._seen < self.slow:
+        if self._seen < slow:
             return None
-        return self._fs * self.slow - self._ss * self.fast  # > 0: fast above slow
+        return fs * slow - ss * fast  # > 0: fast above slow
 
     def warm_up(self, candles: Sequence[Candle]) -> None:
         for c in candles:
