@@ -434,10 +434,12 @@ class Journal:
             return list(self._db.query(sql, params))
 
     def _insert_ignore(self, table: str, row: dict[str, Any]) -> bool:
-        with self._write() as db:
-            before = self._conn.total_changes
-            db.table(table).insert(row, ignore=True)
-            return self._conn.total_changes > before
+        names = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        with self._write() as db:  # (sqlite-utils' insert asks for a rowid: candles have none)
+            cursor = db.conn.execute(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})",
+                                     tuple(row.values()))
+            return cursor.rowcount > 0
 
     # ----------------------------------------------------------------- sessions
 

@@ -301,3 +301,32 @@ def test_a_journal_keyed_by_order_id_is_rebuilt_with_every_fill(tmp_path):
         assert len(j.fills("old")) == 3
     finally:
         j.close()
+
+
+def test_candles_are_keyed_by_run_and_minute_in_new_and_older_journals(tmp_path):
+    """A new journal keeps candles WITHOUT ROWID, keyed (run_id, ts); a journal made before,
+    with a UNIQUE (run_id, ts) table, keeps its table: in both a minute written again (a
+    resumed run sends it again) is kept once, by the single and the bulk write alike."""
+    old = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.execute("CREATE TABLE candles (run_id TEXT, ts INTEGER, open REAL, high REAL, "
+                 "low REAL, close REAL, volume REAL, UNIQUE (run_id, ts))")
+    conn.execute("INSERT INTO candles VALUES ('r1', 0, 1.0, 2.0, 0.5, 1.5, 3.0)")
+    conn.commit()
+    conn.close()
+    for path in (tmp_path / "new.sqlite3", old):
+        with Journal.open(path) as j:
+            row = {"run_id": "r1", "ts": 0, "open": 1.0, "high": 2.0, "low": 0.5,
+                   "close": 1.5, "volume": 3.0}
+            j.record_candle(row)
+            assert j.record_candle(row) is False
+            j.record_many("candles", ("ts", "open", "high", "low", "close", "volume"),
+                          [(0, 9.0, 9.0, 9.0, 9.0, 9.0), (60_000, 1.5, 2.5, 1.0, 2.0, 4.0)],
+                          run_id="r1")
+            assert [(c["ts"], c["close"]) for c in j.candles("r1")] == [(0, 1.5),
+                                                                        (60_000, 2.0)]
+            with pytest.raises(ValueError, match="not a run id"):
+                j.record_many("candles", ("ts",), [(1,)], run_id="r1'); DROP TABLE x; --")
+        sql = sqlite3.connect(path).execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'candles'").fetchone()[0]
+        assert ("WITHOUT ROWID" in sql) == (path != old)
