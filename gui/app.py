@@ -38,7 +38,12 @@ CLI_SETTING_OPTIONS = {
     "--limit-tif": ("limit_tif", "limit_tif"),
     "--strategy": ("strategy", "strategy"),
     "--strategy-param": ("strategy_params", "strategy_param"),
+    "--fixed-qty": ("fixed_qty", "fixed_qty"),
+    "--no-breaker": ("breaker_enabled", "no_breaker"),
+    "--replay-from-start": ("replay_from_start", "replay_from_start"),
+    "--no-flatten": ("flatten_at_end", "no_flatten"),
 }
+NEGATED = frozenset({"--no-breaker", "--no-flatten"})  # a flag that turns its setting off
 HEADLESS_ONLY = (("supervise", "--supervise"), ("resume", "--resume"),
                  ("give_up", "--give-up"), ("finalize", "--finalize"))
 
@@ -60,10 +65,13 @@ def cli_overrides(args, argv: list[str]) -> dict:
         value = getattr(args, attr, None)
         if value is None:
             continue
+        if opt in NEGATED:
+            value = not value
         if field == "strategy_params":  # name=value strings: checked by parse_config
             from trading.runtime.strategies import parse_param_args
             value = parse_param_args(value)
-        out[field] = str(value) if field in ("replay_file", "starting_balance") else value
+        out[field] = str(value) if field in ("replay_file", "starting_balance",
+                                             "fixed_qty") else value
     if "strategy" in out and "strategy_params" not in out:
         out["strategy_params"] = {}  # another strategy: its own defaults
     return out

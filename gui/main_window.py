@@ -56,7 +56,8 @@ except Exception as _e:  # noqa: BLE001
 # the command line (seed, chaos, reset_account, fault injection ...) or its default
 SETTINGS_OWNED = frozenset({"data_dir", "duration_min", "source", "replay_file", "speed",
                             "symbol", "broker", "breaker", "strategy", "strategy_params",
-                            "entry"})
+                            "entry", "breaker_enabled", "flatten_at_end",
+                            "replay_from_start"})
 NOT_CARRIED = frozenset({"resume", "previous_exit", "progress_stream"})
 
 SPEEDS = (("1×", 1.0), ("10×", 10.0), ("60×", 60.0), ("300×", 300.0), ("max", math.inf))
@@ -597,9 +598,6 @@ class MainWindow(QMainWindow):
                    if f.name not in SETTINGS_OWNED | NOT_CARRIED}
         cfg = dataclasses.replace(cfg, data_dir=self.data_dir, progress_stream=None,
                                   resume=False, previous_exit="", **carried)
-        if base.broker.fixed_qty is not None:  # --fixed-qty has no settings field
-            cfg = dataclasses.replace(cfg, broker=dataclasses.replace(
-                cfg.broker, fixed_qty=base.broker.fixed_qty))
         if cfg.chaos:
             if cfg.source == "bitunix":
                 raise ValueError(f"fault injection ({cfg.chaos}) needs the local exchange: "

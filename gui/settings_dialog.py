@@ -22,7 +22,7 @@ from typing import Any
 import platformdirs
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
@@ -79,6 +79,8 @@ class AppSettings:
     maker_fee_bps: float = _BROKER.maker_fee_bps
     slip_bps: float = _BROKER.slip_bps
     latency_ms: int = _BROKER.latency_ms
+    fixed_qty: str = ""  # BTC per entry, kept as text so it stays exact; "" = sized by risk
+    breaker_enabled: bool = True
     max_parse_errors: int = _BREAKER.max_parse_errors
     max_reconnects: int = _BREAKER.max_reconnects
     max_rejects: int = _BREAKER.max_rejects
@@ -96,6 +98,8 @@ class AppSettings:
     duration_min: float = _SESSION["duration_min"]
     speed: float = _SESSION["speed"]  # market seconds per wall second; math.inf = "max"
     replay_file: str | None = None  # None = the bundled replay day
+    replay_from_start: bool = False  # a file replayed from its first row
+    flatten_at_end: bool = True  # an open position is closed when the session ends
 
     # ---- validation ----
     def problems(self) -> list[tuple[str, str]]:
@@ -114,6 +118,9 @@ class AppSettings:
             out.append(("speed", f"must be in (0, {MAX_SPEED:g}] or 'max'"))
         if self.replay_file and self.source != "bitunix" and not _is_file(self.replay_file):
             out.append(("replay_file", f"no such file: {self.replay_file}"))
+        if self.replay_from_start and self.source == "bitunix":
+            out.append(("replay_from_start", "is only for a replay of a file (source is "
+                        "bitunix)"))
 
         broker_values: dict[str, Any] = {}
         for name, engine_name in _BROKER_FIELDS.items():
@@ -125,7 +132,12 @@ class AppSettings:
             broker_values.pop("starting_cash")
         else:
             broker_values["starting_cash"] = cash
-        rename = {v: k for k, v in _BROKER_FIELDS.items()}
+        qty = _fixed_qty(self.fixed_qty)
+        if qty is _BAD:
+            out.append(("fixed_qty", "must be a quantity in BTC, or empty (sized by risk)"))
+        else:
+            broker_values["fixed_qty"] = qty
+        rename = {v: k for k, v in _BROKER_FIELDS.items()} | {"fixed_qty": "fixed_qty"}
         out += _engine_problems(BrokerConfig, broker_values, rename)
         out += _engine_problems(BreakerConfig, {n: getattr(self, n) for n in BREAKER_FIELDS}, {})
         out += _engine_problems(EntryOrders, {n: getattr(self, n) for n in ENTRY_FIELDS}, {})
@@ -161,7 +173,8 @@ class AppSettings:
             starting_cash=Decimal(str(self.starting_balance).strip()),
             taker_fee_bps=self.taker_fee_bps, maker_fee_bps=self.maker_fee_bps,
             slip_bps=self.slip_bps, latency_ms=self.latency_ms,
-            risk_per_trade=self.risk_per_trade, symbol=self.symbol)
+            risk_per_trade=self.risk_per_trade, symbol=self.symbol,
+            fixed_qty=_fixed_qty(self.fixed_qty))
         breaker = BreakerConfig(**{n: getattr(self, n) for n in BREAKER_FIELDS})
         entry = EntryOrders(**{n: getattr(self, n) for n in ENTRY_FIELDS})
         replay = Path(self.replay_file) if self.replay_file and self.source != "bitunix" else None
@@ -169,7 +182,10 @@ class AppSettings:
         return SessionConfig(data_dir=Path(data_dir), duration_min=self.duration_min,
                              source=self.source, replay_file=replay, speed=self.speed,
                              symbol=self.symbol, broker=broker, breaker=breaker,
-                             strategy=self.strategy, strategy_params=params, entry=entry)
+                             strategy=self.strategy, strategy_params=params, entry=entry,
+                             breaker_enabled=self.breaker_enabled,
+                             flatten_at_end=self.flatten_at_end,
+                             replay_from_start=self.replay_from_start)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (speed math.inf is written as "max")."""
@@ -198,6 +214,23 @@ class AppSettings:
 _INT_FIELDS = frozenset({"latency_ms", "max_parse_errors", "max_reconnects", "max_rejects",
                          "max_consecutive_losses"})
 _STR_FIELDS = frozenset({"symbol", "source", "order_type", "limit_tif", "strategy"})
+
+
+_BOOL_FIELDS = frozenset({"breaker_enabled", "replay_from_start", "flatten_at_end"})
+_BAD = object()
+
+
+def _fixed_qty(text: Any) -> Decimal | None | object:
+    """The fixed entry size a settings text says: None when empty, _BAD when not a number
+    (the broker's own check judges the number: positive, a multiple of the lot)."""
+    text = str(text).strip()
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return _BAD
+    return value if value.is_finite() else _BAD
 
 
 def _finite(v: Any) -> bool:
@@ -254,6 +287,16 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{name}: expected text, got {kind}")
         return value
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {kind}")
+        return value
+    if name == "fixed_qty":
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"fixed_qty: expected a quantity or empty text, got {kind}")
+        return repr(value) if isinstance(value, float) else str(value)
     if name == "strategy_params":
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and not isinstance(v, (dict, list)) and v is not None
@@ -457,7 +500,8 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
 class _Field:
     name: str
     label: str
-    kind: str  # "text", "decimal", "float", "int", "speed", "source", "file", "choice:<set>"
+    kind: str  # "text", "decimal", "float", "int", "speed", "source", "file", "qty", "bool",
+    # "choice:<set>"
     unit: str
     tip: str
     maximum: int = 1_000_000  # spin boxes only: a sanity cap; the engine judges the value
@@ -479,11 +523,18 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
         _Field("replay_file", "Replay file", "file", "",
                "CSV or CSV.gz market data to replay. Empty = the bundled dYdX day. "
                "Not used with source bitunix."),
+        _Field("replay_from_start", "Replay from", "bool", "the file's first row",
+               "Replay the file from its first row (a backtest of the whole file, for as long "
+               "as Duration says) instead of from a start picked at random. Not used with "
+               "source bitunix."),
         _Field("duration_min", "Duration", "float", "min",
                f"Session length in minutes of market-data time, in (0, {MAX_DURATION_MIN}]."),
         _Field("speed", "Replay speed", "speed", "× or max",
                "Market-data seconds per wall second for a replay (1 = real time), or 'max' "
                f"to replay as fast as possible. In (0, {MAX_SPEED:g}]."),
+        _Field("flatten_at_end", "At the end", "bool", "close the open position",
+               "Close an open position at the bid/ask when the session ends. Off: it stays "
+               "open, as a backtest of the other engines leaves it."),
     )),
     ("Costs & execution", (
         _Field("taker_fee_bps", "Taker fee", "float", "bps",
@@ -496,6 +547,10 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
         _Field("latency_ms", "Execution latency", "int", "ms",
                "Delay from a signal to its fill in milliseconds; the fill takes the book in "
                "force when the delay has passed.", maximum=600_000),
+        _Field("fixed_qty", "Fixed quantity", "qty", "BTC",
+               "Every entry this many BTC instead of sizing it by the risk per trade (a "
+               "reversal trades this plus the open position, in one order). Empty = sized by "
+               f"risk. A multiple of the {_BROKER.lot_size} BTC lot."),
         _Field("order_type", "Entry order", "choice:order_type", "",
                "market: entries take the book (they walk its levels; taker fee). limit: "
                "entries rest at the best bid/ask ∓ the offset and fill only from trades that "
@@ -512,6 +567,9 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
                "once, the rest is cancelled. POST_ONLY: refused if it would take liquidity."),
     )),
     ("Circuit breaker", (
+        _Field("breaker_enabled", "Breaker", "bool", "on",
+               "Off: no circuit breaker, nothing blocks entries (a backtest as the other "
+               "engines run it); the limits below then do nothing."),
         _Field("max_parse_errors", "Max parse errors", "int", "per window",
                "Protocol/parse errors within the window that trip the breaker."),
         _Field("max_reconnects", "Max reconnects", "int", "per window",
@@ -718,6 +776,9 @@ class SettingsDialog(QDialog):
             for key in _CHOICES[spec.kind.split(":", 1)[1]]:
                 editor.addItem(CHOICE_LABELS.get(key, key), key)
             editor.currentIndexChanged.connect(self._on_order_type_changed)
+        elif spec.kind == "bool":
+            editor = QCheckBox(spec.unit)
+            editor.toggled.connect(self._on_toggled)
         elif spec.kind == "int":
             editor = QSpinBox()
             editor.setRange(0, spec.maximum)
@@ -730,12 +791,14 @@ class SettingsDialog(QDialog):
             editor.valueChanged.connect(self._revalidate)
         else:
             editor = QLineEdit()
-            if spec.kind in ("decimal", "float", "speed"):
+            if spec.kind in ("decimal", "float", "speed", "qty"):
                 editor.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if spec.kind == "file":
                 editor.setPlaceholderText("bundled day")
+            if spec.kind == "qty":
+                editor.setPlaceholderText("by risk")
             editor.textChanged.connect(self._revalidate)
-        if spec.kind in ("int", "decimal", "float", "speed"):
+        if spec.kind in ("int", "decimal", "float", "speed", "qty"):
             editor.setFont(mono)
             editor.setMinimumWidth(110)
         editor.setToolTip(f"<b>{spec.name}</b><br>{spec.tip}")
@@ -756,11 +819,11 @@ class SettingsDialog(QDialog):
             browse.clicked.connect(self._on_browse)
             self.browse_button = browse
             lay.addWidget(browse)
-        if spec.unit:
+        if spec.unit and spec.kind != "bool":  # (a check box says it in its own text)
             unit = QLabel(spec.unit)
             unit.setObjectName("unit")
             unit.setMinimumWidth(max(unit.fontMetrics().horizontalAdvance(f.unit)
-                                     for f in _FIELDS.values()) + 4)
+                                     for f in _FIELDS.values() if f.kind != "bool") + 4)
             self.unit_labels[spec.name] = unit
             lay.addWidget(unit)
         return row
@@ -778,6 +841,8 @@ class SettingsDialog(QDialog):
                 editor.setCurrentIndex(idx if idx >= 0 else 0)
             elif isinstance(editor, QSpinBox):
                 editor.setValue(int(value))
+            elif isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
             elif isinstance(editor, QLineEdit):
                 if value is None:
                     editor.setText("")
@@ -787,6 +852,7 @@ class SettingsDialog(QDialog):
                     editor.setText(str(value))
         self._on_source_changed(self.editors["source"].currentData())
         self._on_order_type_changed()
+        self._on_toggled()
 
     # ---- reading ----
     def _read(self) -> tuple[AppSettings, dict[str, str]]:
@@ -809,13 +875,15 @@ class SettingsDialog(QDialog):
                 values[name] = editor.currentData()
             elif isinstance(editor, QSpinBox):
                 values[name] = editor.value()
+            elif isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
             else:
                 text = editor.text().strip()
                 if spec.kind == "text":
                     values[name] = text.upper()
                 elif spec.kind == "file":
                     values[name] = text or None
-                elif spec.kind == "decimal":
+                elif spec.kind in ("decimal", "qty"):
                     values[name] = text
                 elif spec.kind == "speed" and text.lower() == "max":
                     values[name] = math.inf
@@ -869,9 +937,19 @@ class SettingsDialog(QDialog):
         return {k: list(v) for k, v in self._problems.items()}
 
     # ---- slots ----
+    def _on_toggled(self, *_: object) -> None:
+        """The breaker's limits mean something only with the breaker on: greyed out else."""
+        if "cooldown_s" not in self.editors:
+            return  # still building the dialog
+        on = self.editors["breaker_enabled"].isChecked()
+        for name in BREAKER_FIELDS:
+            self.editors[name].setEnabled(on)
+        self._revalidate()
+
     def _on_source_changed(self, source: str) -> None:
         live = source == "bitunix"
         self.editors["replay_file"].setEnabled(not live)
+        self.editors["replay_from_start"].setEnabled(not live)
         if hasattr(self, "browse_button"):
             self.browse_button.setEnabled(not live)
         self.editors["speed"].setEnabled(not live)
@@ -925,7 +1003,9 @@ class SettingsDialog(QDialog):
         helps = helps if isinstance(helps, dict) else {}
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         for name, default in spec.declared.items():
-            label_text, unit_text, tip = name.replace("_", " "), "", ""
+            words = name.replace("_", " ")
+            label_text, unit_text = words[:1].upper() + words[1:], ""
+            tip = "The strategy file does not describe it (its param_help names none)."
             h = helps.get(name)
             if isinstance(h, (tuple, list)) and len(h) == 3 and all(isinstance(x, str)
                                                                       for x in h):
@@ -951,7 +1031,7 @@ class SettingsDialog(QDialog):
             unit = QLabel(unit_text)
             unit.setObjectName("unit")
             unit.setMinimumWidth(max(unit.fontMetrics().horizontalAdvance(f.unit)
-                                     for f in _FIELDS.values()) + 4)
+                                     for f in _FIELDS.values() if f.kind != "bool") + 4)
             lay.addWidget(unit)
             self.editors[f"param.{name}"] = editor
             self.unit_labels[f"param.{name}"] = unit

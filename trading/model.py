@@ -30,7 +30,12 @@ class ValidationError(ValueError):
     """A value from the market or the user that cannot be accepted."""
 
 
+_INF = math.inf
+
+
 def _check_price(name: str, value: float) -> None:
+    if type(value) is float and 0.0 < value < _INF:  # the common case, at once (NaN fails)
+        return
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValidationError(f"{name} is not a number: {value!r}")
     if not math.isfinite(value):
@@ -40,6 +45,8 @@ def _check_price(name: str, value: float) -> None:
 
 
 def _check_size(name: str, value: float) -> None:
+    if type(value) is float and 0.0 <= value < _INF:
+        return
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValidationError(f"{name} is not a number: {value!r}")
     if not math.isfinite(value) or value < 0:

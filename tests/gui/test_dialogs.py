@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from gui import report_window as report_module
 from gui.history_window import HistoryWindow
 from gui.report_window import ReportWindow
-from gui.settings_dialog import (AppSettings, SettingsDialog, load_settings, save_settings,
-                                 settings_path)
+from gui.settings_dialog import (BREAKER_FIELDS, AppSettings, SettingsDialog, load_settings,
+                                 save_settings, settings_path)
 from storage.journal import Journal
 from storage.reports import FILL_COLUMNS, read_report, write_run_reports
 from trading.broker import BrokerConfig
@@ -175,6 +175,82 @@ def test_dialog_sets_limit_entries_and_greys_their_fields_for_market(qtbot, tmp_
         AppSettings.from_dict({"limit_tif": 3})
     assert AppSettings(order_type="stop").validate() == [
         "order_type: must be market or limit"]
+
+
+def test_dialog_runs_a_backtest_as_the_peers_do_fixed_qty_no_breaker_no_flatten(
+        qtbot, tmp_path):
+    """The options of a peer-like backtest are fields: a fixed quantity, the breaker off
+    (its limits greyed out), no flatten at the end, the file from its first row."""
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    ed = dialog.editors
+    qty, breaker = ed["fixed_qty"], ed["breaker_enabled"]
+    flatten, first = ed["flatten_at_end"], ed["replay_from_start"]
+    # what a person sees: an empty quantity saying how entries are sized, ticked boxes
+    assert qty.text() == "" and qty.placeholderText() == "by risk"
+    assert dialog.unit_labels["fixed_qty"].text() == "BTC"
+    assert breaker.text() == "on" and breaker.isChecked() and breaker.isVisible()
+    assert flatten.text() == "close the open position" and flatten.isChecked()
+    assert first.text() == "the file's first row" and not first.isChecked()
+    for box in (breaker, flatten, first):  # the box's words are not cut off
+        assert box.width() >= box.sizeHint().width()
+    assert all(ed[n].isEnabled() for n in BREAKER_FIELDS)
+
+    _type(qtbot, qty, "0.0005")  # not a multiple of the lot
+    assert dialog.problems()["fixed_qty"][0].startswith("must be a multiple of the lot size")
+    assert not dialog.ok_button.isEnabled()
+    _type(qtbot, qty, "a lot")
+    assert dialog.problems() == {
+        "fixed_qty": ["must be a quantity in BTC, or empty (sized by risk)"]}
+    _type(qtbot, qty, "0.1")
+    breaker.setChecked(False)
+    assert not any(ed[n].isEnabled() for n in BREAKER_FIELDS)  # meaningless without it
+    flatten.setChecked(False)
+    first.setChecked(True)
+    assert dialog.ok_button.isEnabled() and dialog.problems() == {}
+    s = dialog.settings()
+    assert (s.fixed_qty, s.breaker_enabled, s.flatten_at_end, s.replay_from_start) == (
+        "0.1", False, False, True)
+    cfg = s.to_session_config(tmp_path)
+    assert cfg.broker.fixed_qty == Decimal("0.1")
+    assert (cfg.breaker_enabled, cfg.flatten_at_end, cfg.replay_from_start) == (
+        False, False, True)
+    # saved and read back, the same; shown again, the same
+    path = save_settings(s, tmp_path / "settings.json")
+    again, problem = load_settings(path)
+    assert problem is None and again == s
+    shown = SettingsDialog(again)
+    qtbot.addWidget(shown)
+    assert shown.editors["fixed_qty"].text() == "0.1"
+    assert not shown.editors["breaker_enabled"].isChecked()
+    assert not shown.editors["max_rejects"].isEnabled()
+    # live data cannot start at a file's first row
+    src = shown.editors["source"]
+    src.setCurrentIndex(src.findData("bitunix"))
+    assert not shown.editors["replay_from_start"].isEnabled()
+    assert "replay_from_start" in shown.problems()
+    # a settings file is judged as strictly as typing
+    with pytest.raises(ValueError, match="breaker_enabled: expected true or false, got str"):
+        AppSettings.from_dict({"breaker_enabled": "no"})
+    with pytest.raises(ValueError, match="fixed_qty: expected a quantity"):
+        AppSettings.from_dict({"fixed_qty": [1]})
+    assert AppSettings.from_dict({"fixed_qty": None}).fixed_qty == ""
+
+
+def test_command_line_flags_set_the_backtest_fields():
+    import main
+    from gui.app import cli_overrides
+    argv = ["--fixed-qty", "0.2", "--no-breaker", "--no-flatten", "--replay-from-start",
+            "--duration", "30"]
+    args = main.build_parser().parse_args(argv)
+    out = cli_overrides(args, argv)
+    assert {k: out[k] for k in ("fixed_qty", "breaker_enabled", "flatten_at_end",
+                                "replay_from_start")} == {
+        "fixed_qty": "0.2", "breaker_enabled": False, "flatten_at_end": False,
+        "replay_from_start": True}
+    plain = main.build_parser().parse_args(["--duration", "30"])
+    assert "breaker_enabled" not in cli_overrides(plain, ["--duration", "30"])
 
 
 # ------------------------------------------------------------------------ AppSettings
@@ -562,6 +638,14 @@ def test_dialog_lists_the_strategies_folder_and_shows_each_ones_parameters(qtbot
     params = sorted(n for n in dialog.editors if n.startswith("param."))
     assert params == ["param.hold", "param.lookback"]  # no rows left from the last one
     assert dialog.editors["param.lookback"].text() == "20"
+    form = dialog._strategy_form
+    shown = {form.labelForField(form.itemAt(r, form.ItemRole.FieldRole).widget()).text()
+             for r in range(1, form.rowCount())}
+    helps = _re.search(r"param_help = \{[^}]*\}", example)
+    if helps is None:  # the file describes no parameter: its names, as words
+        assert shown == {"Lookback:", "Hold:"}
+    else:
+        assert len(shown) == 2 and all(t.endswith(":") for t in shown)
     # rows added to a shown dialog are shown by the next turn of the event loop
     qtbot.waitUntil(dialog.editors["param.lookback"].isVisible, timeout=1000)
     _type(qtbot, dialog.editors["param.lookback"], "30")

@@ -20,9 +20,13 @@ def run(s) -> None:
     while not s.stop_event.is_set():
         s.beat()
         try:
-            s.apply(s.queue.get(timeout=0.1))
+            items = s.queue.get_many(timeout=0.1)  # what waits, in order (one lock)
         except queue.Empty:
-            pass
+            items = ()
+        for item in items:
+            s.apply(item)
+            if s.worker_errors or s.engine.over() or s.stop_event.is_set():
+                break  # the rest is not applied, as if still queued when the session ended
         housekeeping(s)
         if s.worker is not None and not s.worker.alive:
             raise SessionError("execution worker thread died")

@@ -13,7 +13,6 @@ has one order -- the order a recording replays. Reports: `finalize` (`outputs.wr
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from trading.runtime.common import (FatalSessionError, InjectedFault, SessionErr
                                     as_disk_error, current_rss_mb, iso, log_write_failure,
                                     new_run_id, say)
 from trading.runtime.execution import DataClock, LiveClock
+from trading.runtime.feed import FrameQueue
 from trading.runtime.subscribers import (ConsoleWriter, JournalWriter, LogWriter, RunRecord,
                                          StateWriter, WindowPublisher)
 from trading.runtime.config import (SessionConfig, _InjectingStrategy,  # noqa: F401
@@ -66,7 +66,7 @@ class Session:
         self.lock = threading.RLock()
         self.bus = EventBus(self.lock)
         self.stop_event, self.abort_event = threading.Event(), threading.Event()
-        self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_maxsize)
+        self.queue = FrameQueue(maxsize=cfg.queue_maxsize)
         strategy, n = self.strategy_spec.build(), cfg.inject_strategy_error_at
         strategy = _InjectingStrategy(strategy, n) if n else strategy  # fault injection
         self.engine = TradingEngine(
