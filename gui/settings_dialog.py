@@ -21,7 +21,7 @@ from typing import Any
 
 import platformdirs
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
+from PySide6.QtGui import QColor, QDesktopServices, QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
@@ -778,6 +778,11 @@ class SettingsDialog(QDialog):
             editor.currentIndexChanged.connect(self._on_order_type_changed)
         elif spec.kind == "bool":
             editor = QCheckBox(spec.unit)
+            # the style draws the box's edge a shade darker than the window: on the dark
+            # scheme that is no edge at all; from this colour it is the muted text's shade
+            pal = editor.palette()
+            pal.setColor(QPalette.ColorRole.Window, QColor(theme.current().MUTED).lighter(140))
+            editor.setPalette(pal)
             editor.toggled.connect(self._on_toggled)
         elif spec.kind == "int":
             editor = QSpinBox()
