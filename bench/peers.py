@@ -2,7 +2,7 @@
 1-minute bars, with the same SMA(10)/SMA(30) crossover, next-open fills and a 6 bps taker fee.
 
     pip install -r requirements-bench.txt      # backtrader, nautilus_trader (bench only)
-    python bench/peers.py [--rounds 3] [--bars N] [--only engine,reference]
+    python bench/peers.py [--rounds 3] [--bars N] [--only engine,reference] [--all-quotes]
 
 Each round runs every engine once, in a rotating order (the machine is shared and noisy); each
 run is checked fill by fill against the reference loop (timestamp, side, quantity and price
@@ -77,7 +77,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--only", default="", help="comma list of engine,reference,"
                     "backtrader,nautilus (default: all)")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--all-quotes", action="store_true",
+                    help="this engine applies every quote of a bar, also the extremes that "
+                    "nothing can act on (what skipping them buys)")
     args = ap.parse_args(argv)
+    if args.all_quotes:
+        from trading.runtime.fastpath import FastReplay
+        FastReplay.skip_idle = False
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
     logging.disable(logging.WARNING)

@@ -141,6 +141,7 @@ def test_idle_extremes_not_applied_change_no_fill_sample_or_row(tmp_path, monkey
         assert strip == [{k: v for k, v in f.items() if k != "order_id"} for f in s0.fills]
         assert s1.final_report["final_equity"] == s0.final_report["final_equity"]
         assert s0.engine.quotes_idle == 0 and s1.engine.quotes_idle > 0
+        assert s1.final_report["engine_speed_replay"]["quotes_idle"] == s1.engine.quotes_idle
         assert s1.quotes_in < s0.quotes_in
     # with a stop and a target on every position, fewer extremes are idle
     assert runs["ema", True][0].engine.quotes_idle < runs["sma", True][0].engine.quotes_idle

@@ -249,7 +249,9 @@ def fast_summary(s) -> dict | None:
         return None
     return {"rows": f.rows_applied, "loop_seconds": round(f.loop_seconds, 4),
             "rows_per_s": round(f.rows_applied / f.loop_seconds) if f.loop_seconds else None,
-            "equity_every_ms": s.engine.equity_every_ms}
+            "equity_every_ms": s.engine.equity_every_ms,
+            # a bar's extremes not applied: nothing could act on them (see fastpath)
+            "quotes_idle": s.engine.quotes_idle}
 
 
 def final_equity_point(s) -> list[dict]:
