@@ -2,7 +2,8 @@
 
 Baseline in the same run: a bare websocket-client receive loop (UTF-8 validation off, orjson
 decode) against the same loopback server, which runs in a process of its own (the exchange's
-work is not the client's: in the client's process it shared the client's interpreter lock). Prints medians over repetitions and the ratio.
+work is not the client's: in the client's process it shared the client's interpreter lock).
+Prints medians over repetitions and the ratio.
 
     python bench/feed_ingest.py [--messages 50000] [--reps 5]
 """
