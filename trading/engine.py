@@ -55,6 +55,7 @@ class TradingEngine:
         self.skip_until = 0  # data before this was seen before a crash or missed while down
         self.retime_pending = False  # orders due while the session was down go out at once
         self.quotes_heard = True  # False: nobody subscribes to QuoteApplied (not made)
+        self.unheard: frozenset = frozenset()  # ClockTicked, PositionChanged: not made
 
     # ---- inputs ----
     def apply_frame(self, frame, now_ms: int) -> None:
@@ -71,7 +72,8 @@ class TradingEngine:
         events = self.broker.advance(now_ms)
         if not events:
             return False
-        self.emit(ClockTicked(now_ms))
+        if ClockTicked not in self.unheard:
+            self.emit(ClockTicked(now_ms))
         self._broker_events(events)
         return True
 
@@ -298,9 +300,10 @@ class TradingEngine:
             elif isinstance(ev, OrderFilled):
                 self.emit(ev)
                 self.count_round_trip(ev.fill)
-                pos = self.broker.position
-                self.emit(PositionChanged(str(pos.qty), str(pos.avg_px), pos.stop_px,
-                                          pos.target_px))
+                if PositionChanged not in self.unheard:
+                    pos = self.broker.position
+                    self.emit(PositionChanged(str(pos.qty), str(pos.avg_px), pos.stop_px,
+                                              pos.target_px))
             else:
                 self.emit(ev)
                 if isinstance(ev, FundingApplied):

@@ -80,8 +80,12 @@ class FastReplay:
     # ---- the loop ----
     def run(self) -> None:
         s = self.s
-        from trading.events import QuoteApplied
+        from trading.events import ClockTicked, PositionChanged, QuoteApplied
         s.engine.quotes_heard = s.bus.heard(QuoteApplied)
+        # events nobody subscribes to are not made (headless, not recorded: a file replays
+        # the run exactly)
+        s.engine.unheard = frozenset(t for t in (ClockTicked, PositionChanged)
+                                     if not s.bus.heard(t))
         s.state_writer.paused = True
         s.journal_writer.hold()
         s.log_writer.quiet = True
@@ -105,6 +109,7 @@ class FastReplay:
             s.state_writer.paused = False
             s.log_writer.quiet = False
             s.engine.quotes_heard = True
+            s.engine.unheard = frozenset()
         s._save_state("running")
 
     def _commit(self, release: bool = False) -> None:
