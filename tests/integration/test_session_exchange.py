@@ -252,14 +252,15 @@ def test_a_muted_channel_is_resubscribed_alone_then_the_connection_rebuilt(data_
     resubscribed alone; if the exchange ignores that too, after 3 tries the connection is
     rebuilt. Either way candles keep closing and the session succeeds."""
     spec = "mute@30s:market_kline_1min" + (":forever" if forever else "")
-    s = run(data_dir, duration_min=4.5, speed=30.0, chaos=spec, channel_stale_s=0.5)
+    s = run(data_dir, duration_min=4.5, speed=45.0, chaos=spec, channel_stale_s=0.5)
     assert s.exit == 0, s.error
     st = s.feed.stats
     logged = [r for r in read_log(data_dir) if r.get("message") == "channel_silent"]
     silent = [r for r in logged if r["channel"] == "market_kline_1min"]
     assert silent
     # the replayed book is quiet for up to 16 s of data: asked once, it answers
-    # with its snapshot, so it is only ever a first try, at INFO (0.8 s here)
+    # with its snapshot, so it is only ever a first try, at INFO (0.36 s of wall time here:
+    # under the 0.5 s limit, so it may not be asked at all)
     assert all(r["try"] == 1 and r["level"] == "INFO" for r in logged if r not in silent)
     mute_at = s.start_data_ts + 30_000
     after = [c for c in s.closed_candles if c.ts > mute_at + 60_000]
