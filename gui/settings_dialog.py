@@ -118,9 +118,6 @@ class AppSettings:
             out.append(("speed", f"must be in (0, {MAX_SPEED:g}] or 'max'"))
         if self.replay_file and self.source != "bitunix" and not _is_file(self.replay_file):
             out.append(("replay_file", f"no such file: {self.replay_file}"))
-        if self.replay_from_start and self.source == "bitunix":
-            out.append(("replay_from_start", "is only for a replay of a file (source is "
-                        "bitunix)"))
 
         broker_values: dict[str, Any] = {}
         for name, engine_name in _BROKER_FIELDS.items():
@@ -185,7 +182,9 @@ class AppSettings:
                              strategy=self.strategy, strategy_params=params, entry=entry,
                              breaker_enabled=self.breaker_enabled,
                              flatten_at_end=self.flatten_at_end,
-                             replay_from_start=self.replay_from_start)
+                             # (kept for a replay source; live data has no first row)
+                             replay_from_start=self.replay_from_start
+                             and self.source != "bitunix")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (speed math.inf is written as "max")."""
@@ -525,8 +524,8 @@ _GROUPS: tuple[tuple[str, tuple[_Field, ...]], ...] = (
                "Not used with source bitunix."),
         _Field("replay_from_start", "Replay from", "bool", "the file's first row",
                "Replay the file from its first row (a backtest of the whole file, for as long "
-               "as Duration says) instead of from a start picked at random. Not used with "
-               "source bitunix."),
+               "as Duration says) instead of from a start picked at random. Not used (and "
+               "kept for later) with source bitunix."),
         _Field("duration_min", "Duration", "float", "min",
                f"Session length in minutes of market-data time, in (0, {MAX_DURATION_MIN}]."),
         _Field("speed", "Replay speed", "speed", "× or max",

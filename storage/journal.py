@@ -174,6 +174,8 @@ def clean_json(obj: dict) -> str:
 def _all_plain(text: list[str]) -> bool:
     """Whether every string is plain (one regex pass over them all; a string with a line
     break of its own is not)."""
+    if not text:
+        return True
     joined = "\n".join(text)
     return joined.count("\n") == len(text) - 1 and \
         _PLAIN_LINES_RE.fullmatch(joined) is not None
@@ -203,7 +205,10 @@ def _to_sql(value: Any) -> Any:
 
 _PASS_TYPES = frozenset((float, int, type(None)))
 _JSON_PLAIN_TYPES = frozenset((float, int, bool, str, type(None)))
-_PLAIN_LINES_RE = re.compile(rf"(?:{_PLAIN_RE.pattern})(?:\n(?:{_PLAIN_RE.pattern}))*")
+# each line matched whole and at once (atomic): alternatives that both match a line (an empty
+# one matches three) are never tried again when a later line fails -- that was exponential
+_LINE = rf"(?>(?:{_PLAIN_RE.pattern})(?=\n|\Z))"
+_PLAIN_LINES_RE = re.compile(rf"{_LINE}(?:\n{_LINE})*")
 
 
 def _sql_column(values: list) -> list:

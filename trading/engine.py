@@ -133,8 +133,10 @@ class TradingEngine:
         force: nothing pending or resting, no stop or target on the position, no funding due,
         no stale quote or downtime retime waiting, the session begun, no equity sample due by
         `ts` and nobody listening to quotes. A replay at engine speed then does not apply a
-        bar's two intra-bar extremes (they are counted in `quotes_idle`): the bar's close is
-        applied as ever, so every fill, sample and figure is the same."""
+        bar's two intra-bar extremes (they are counted in `quotes_idle`) when this holds
+        through the bar's close (45 s): whether the close is sent again depends on them, and a
+        sample due by then would move. The bar ends at its close's price either way, so every
+        fill, sample and figure is the same."""
         b = self.broker
         p = b.position
         return (not self.quotes_heard and self.start_data_ts is not None

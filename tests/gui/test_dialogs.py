@@ -225,11 +225,16 @@ def test_dialog_runs_a_backtest_as_the_peers_do_fixed_qty_no_breaker_no_flatten(
     assert shown.editors["fixed_qty"].text() == "0.1"
     assert not shown.editors["breaker_enabled"].isChecked()
     assert not shown.editors["max_rejects"].isEnabled()
-    # live data cannot start at a file's first row
+    # live data has no first row: the box is greyed out and not used (kept for a replay),
+    # and it does not block OK (a greyed-out box cannot be unticked)
     src = shown.editors["source"]
     src.setCurrentIndex(src.findData("bitunix"))
     assert not shown.editors["replay_from_start"].isEnabled()
-    assert "replay_from_start" in shown.problems()
+    assert shown.editors["replay_from_start"].isChecked()
+    assert shown.problems() == {} and shown.ok_button.isEnabled()
+    live = shown.settings()
+    assert live.replay_from_start is True
+    assert live.to_session_config(tmp_path).replay_from_start is False
     # a settings file is judged as strictly as typing
     with pytest.raises(ValueError, match="breaker_enabled: expected true or false, got str"):
         AppSettings.from_dict({"breaker_enabled": "no"})

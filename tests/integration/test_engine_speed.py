@@ -127,6 +127,9 @@ def test_idle_extremes_not_applied_change_no_fill_sample_or_row(tmp_path, monkey
         f.write("\n".join(lines) + "\n")
     runs = {}
     for name, kw in (("sma", {"strategy_params": {"fast": 10, "slow": 30}}),
+                     # a sample every 80 s: many fall due within a bar, after its extremes
+                     ("sma80", {"strategy_params": {"fast": 10, "slow": 30},
+                                "duration_min": 6667}),
                      ("ema", {"strategy": "ema_momentum", "strategy_params": {},
                               "spread_usd": 1.0, "broker": BrokerConfig(latency_ms=20_000)})):
         for skip in (True, False):
@@ -134,7 +137,7 @@ def test_idle_extremes_not_applied_change_no_fill_sample_or_row(tmp_path, monkey
             d = tmp_path / f"{name}{int(skip)}"
             s = session(d, path, **dict(kw))
             runs[name, skip] = (s, _journal_rows(d))
-    for name in ("sma", "ema"):
+    for name in ("sma", "sma80", "ema"):
         (s1, j1), (s0, j0) = runs[name, True], runs[name, False]
         assert j1 == j0 and len(j1["fills"]) > 20 and len(j1["equity"]) > 20
         strip = [{k: v for k, v in f.items() if k != "order_id"} for f in s1.fills]

@@ -132,3 +132,58 @@ def test_frame_queue_takes_what_fits_and_hands_out_all_that_waits():
     # a consumer waiting is woken by a put from another thread
     threading.Timer(0.1, lambda: q.put_many_nowait([1, 2])).start()
     assert q.get_many(timeout=5) in ([1, 2], [1])
+
+
+@pytest.mark.parametrize("then", ["ping", "slow_fragment", "slow_frame"])
+def test_a_frame_read_is_not_held_behind_a_read_that_waits(then):
+    """A frame followed by a protocol ping (answered within the send budget), by a message
+    whose second fragment comes late, or by a frame whose tail comes late: the frame
+    already read reaches the queue before the server sends what comes next."""
+    later = threading.Event()
+
+    def handler(conn):
+        try:
+            conn.recv()
+            conn.send(depth(0))
+            if then == "ping":
+                conn.ping(b"p")
+                time.sleep(1.5)
+                later.set()
+                conn.send(depth(1))
+            elif then == "slow_fragment":
+                text = depth(1)
+
+                def parts():
+                    yield text[:20]
+                    time.sleep(1.5)
+                    later.set()
+                    yield text[20:]
+                conn.send(parts())
+            else:  # the raw socket: a frame's header and half its payload, the rest late
+                payload = depth(1).encode()
+                head = bytes([0x81, 126]) + len(payload).to_bytes(2, "big")
+                sock = conn.socket
+                sock.sendall(head + payload[:10])
+                time.sleep(1.5)
+                later.set()
+                sock.sendall(payload[10:])
+            while True:
+                conn.recv()
+        except Exception:  # noqa: BLE001
+            pass
+
+    server = serve(handler, "127.0.0.1", 0, compression=None, max_size=None,
+                   ping_interval=None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    q = FrameQueue(maxsize=100)
+    feed = feed_for(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/public/", q)
+    feed.start()
+    try:
+        first = q.get_many(timeout=10)
+        arrived_before_the_rest = not later.is_set()
+        rest = [] if len(first) > 1 else q.get_many(timeout=10)
+    finally:
+        feed.stop()
+        server.shutdown()
+    assert arrived_before_the_rest
+    assert [it.events[0].ts for it in first + rest] == [TS, TS + 1]

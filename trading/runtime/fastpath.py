@@ -192,7 +192,7 @@ class FastReplay:
                 last_px = o
             elif br.pending or br.resting:
                 due_before(ts + 1)
-            if idle_until is not None and idle_until(ts + 30_000):
+            if idle_until is not None and idle_until(ts + 45_000):
                 # nothing can act on the extremes: the close follows them (counted)
                 eng.quotes_idle += (x1 != last_px) + (x2 != x1)
             else:

@@ -159,8 +159,8 @@ BURST_MAX = 64  # frames handed over at most at once
 
 class ReadAheadWebSocket(websocket.WebSocket):
     """websocket-client's WebSocket, reading the socket ahead (up to 64 KiB a read): one read
-    for a burst of frames rather than two or three reads a frame, and `buffered()` says
-    without a system call whether the next frame's bytes are already here. (The handshake
+    for a burst of frames rather than two or three reads a frame, and `frame_ready()` says
+    without a system call whether the next frame is already here whole. (The handshake
     reads the socket itself, line by line: nothing of it is read ahead.)"""
 
     READ_AHEAD = 65536
@@ -179,15 +179,33 @@ class ReadAheadWebSocket(websocket.WebSocket):
         self._at = min(end, len(ahead))
         return ahead[at:end]
 
-    def buffered(self) -> bool:
-        return self._at < len(self._ahead)
+    def frame_ready(self) -> bool:
+        """Whether the next frame is here whole, read ahead (asked between frames: the
+        bytes not yet served start with a frame's header)."""
+        b, at = self._ahead, self._at
+        n = len(b) - at
+        if n < 2:
+            return False
+        size, head = b[at + 1] & 0x7F, 2
+        if size == 126:
+            if n < 4:
+                return False
+            size, head = int.from_bytes(b[at + 2:at + 4], "big"), 4
+        elif size == 127:
+            if n < 10:
+                return False
+            size, head = int.from_bytes(b[at + 2:at + 10], "big"), 10
+        if b[at + 1] & 0x80:  # masked (a server does not mask; a proxy might)
+            head += 4
+        return n >= head + size
 
 
-def _readable(ws) -> bool:
-    """Whether the next frame's bytes are here now (without blocking)."""
-    buffered = getattr(ws, "buffered", None)
-    if buffered is not None:
-        return buffered()  # read ahead: what is not read yet comes with the next read
+def _frame_ready(ws) -> bool:
+    """Whether the next frame can be read now without waiting for the network (another
+    WebSocket than ours: whether any bytes wait on its socket)."""
+    ready = getattr(ws, "frame_ready", None)
+    if ready is not None:
+        return ready()
     sock = getattr(ws, "sock", None)
     if sock is None:
         return False
@@ -304,6 +322,7 @@ class MarketFeed:
 
     def _budget(self) -> None:
         """Wait until one more frame fits Bitunix's 5 per second (JSON, ping and pong alike)."""
+        self._hand_over(time.monotonic())  # nothing read waits behind a send
         wait = self._limiter.wait_time()
         while wait > 0 and not self._stop.is_set():
             self._stop.wait(wait)
@@ -316,6 +335,10 @@ class MarketFeed:
         counts PING and PONG frames in its 5 messages per second.
         """
         while True:
+            # a read may block: what was read goes to the consumer first, unless the next
+            # frame is already here whole (a burst, handed over together)
+            if self._burst and (len(self._burst) >= BURST_MAX or not _frame_ready(ws)):
+                self._hand_over(time.monotonic())
             frame = ws.recv_frame()
             op = frame.opcode
             if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY,
@@ -374,8 +397,6 @@ class MarketFeed:
                     log.warning("feed_stale", extra={"stale_after_s": c.stale_after_s,
                                                      "url": c.url})
                     return got_data
-                if self._burst and (len(self._burst) >= BURST_MAX or not _readable(ws)):
-                    self._hand_over(now)
                 try:
                     opcode, data = self._recv(ws)
                 except websocket.WebSocketTimeoutException:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from operator import attrgetter
 
 from storage.journal import clean_json  # storage sits beside the runtime
@@ -187,6 +188,7 @@ class RunRecord:
     def __init__(self) -> None:
         self._fills: list[dict] = []
         self._unread: list = []  # Fill objects not yet asked for as rows
+        self._rows_lock = threading.Lock()
         self.candles: list = []
         self.equity: list[dict] = []
         self.events: list[dict] = []
@@ -194,15 +196,21 @@ class RunRecord:
     @property
     def fills(self) -> list[dict]:
         """The fills as rows (`Fill.to_dict`), made when first asked for (a replay at engine
-        speed makes thousands that nothing reads before its report)."""
-        if self._unread:
-            self._fills.extend(f.to_dict() for f in self._unread)
-            self._unread.clear()
-        return self._fills
+        speed makes thousands that nothing reads before its report). Any thread may ask
+        while the publisher appends: the rows made are taken off the unread ones by count,
+        so a fill appended meanwhile stays unread, not lost."""
+        with self._rows_lock:
+            unread = self._unread
+            n = len(unread)
+            if n:
+                self._fills.extend(f.to_dict() for f in unread[:n])
+                del unread[:n]
+            return self._fills
 
     @fills.setter
     def fills(self, rows: list[dict]) -> None:
-        self._fills, self._unread = list(rows), []
+        with self._rows_lock:
+            self._fills, self._unread = list(rows), []
 
     def on_candle(self, ev: CandleClosed) -> None:
         self.candles.append(ev.candle)
