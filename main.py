@@ -81,7 +81,7 @@ def _symbol(text: str) -> str:
 
 
 MIN_DURATION_MIN = 1 / 60  # one second of market time
-MAX_DURATION_MIN = 62 * 24 * 60  # two months of market time (a month's replay fits)
+from trading.runtime.config import MAX_DURATION_MIN  # noqa: E402 (the window's limit too)
 
 
 def _duration(text: str) -> float:

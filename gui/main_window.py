@@ -24,6 +24,7 @@ from gui.controller import SessionController
 from gui import theme
 from gui.panels import Banner, ElidedLabel, FillsPanel, LogView, OrdersTable, PositionPanel, StatusIndicators
 from storage.paths import DataPaths
+from trading.runtime.config import MAX_DURATION_MIN
 
 log = logging.getLogger("btc_laptop_agents.gui")
 
@@ -59,6 +60,11 @@ SETTINGS_OWNED = frozenset({"data_dir", "duration_min", "source", "replay_file",
                             "entry", "breaker_enabled", "flatten_at_end",
                             "replay_from_start"})
 NOT_CARRIED = frozenset({"resume", "previous_exit", "progress_stream"})
+
+def _override_key(field: str) -> str:
+    """The settings field a problem's name belongs to (a strategy parameter's: the params)."""
+    return "strategy_params" if field.startswith("param.") else field
+
 
 SPEEDS = (("1×", 1.0), ("10×", 10.0), ("60×", 60.0), ("300×", 300.0), ("max", math.inf))
 
@@ -164,15 +170,26 @@ class MainWindow(QMainWindow):
         self.settings_warning = warning
         fields = {f.name for f in dataclasses.fields(AppSettings)}
         over = {k: v for k, v in self.cli_overrides.items() if k in fields}
-        if over:
+        ignored: list[str] = []
+        while over:  # what the saved settings refuse is left out, and said; the rest applies
             try:
                 cand = dataclasses.replace(settings, **over)
-                problems = cand.validate()
-                if problems:
-                    raise ValueError("; ".join(problems))
-                settings = cand
+                bad = [(f, r) for f, r in cand.problems() if _override_key(f) in over]
             except (TypeError, ValueError) as e:
-                log.warning("cli_overrides_ignored", extra={"error": str(e)})
+                ignored.append(str(e))
+                break
+            if not bad:  # (the saved settings' own problems, if any, the dialog says)
+                settings = cand
+                break
+            for f, reason in bad:
+                over.pop(_override_key(f), None)
+                ignored.append(f"{f} {reason}" if reason.startswith("must") else
+                               f"{f}: {reason}")
+        if ignored:
+            log.warning("cli_overrides_ignored", extra={"error": "; ".join(ignored)})
+            text = "Command-line options not used: " + "; ".join(ignored)
+            self.settings_warning = f"{self.settings_warning}\n{text}" \
+                if self.settings_warning else text
         return settings
 
     def _build_toolbar(self) -> None:
@@ -205,7 +222,7 @@ class MainWindow(QMainWindow):
         self.source_combo.activated.connect(self._on_source_activated)
         self.source_combo.currentIndexChanged.connect(self._on_source_changed)
         self.duration_spin = QDoubleSpinBox()
-        self.duration_spin.setRange(0.1, 7 * 24 * 60)
+        self.duration_spin.setRange(0.1, MAX_DURATION_MIN)  # a month's replay fits
         self.duration_spin.setDecimals(1)
         self.duration_spin.setSuffix(" min")
         self.duration_spin.setToolTip("Session length in minutes of market-data time")

@@ -48,7 +48,7 @@ CONFIG_DIR_ENV = "BTC_LAPTOP_CONFIG_DIR"
 SETTINGS_NAME = "settings.json"
 
 # Limits the CLI (main.py) enforces too; the engine configs check everything else.
-MAX_DURATION_MIN = 7 * 24 * 60
+from trading.runtime.config import MAX_DURATION_MIN  # noqa: E402 (62 days, as main.py)
 MAX_SPEED = 10_000.0
 
 _BROKER = BrokerConfig()

@@ -291,6 +291,39 @@ def test_strategy_on_the_command_line_beats_saved_settings(make_window, gui_env)
     assert (cfg.strategy, cfg.strategy_params) == ("sma_cross", {"fast": 10, "slow": 50})
 
 
+def test_the_peers_month_on_the_command_line_reaches_the_window(make_window, gui_env):
+    """A month replayed as the peers run it, launched with the window: every flag reaches the
+    session's config (a month is within the window's duration limit, as on the command line);
+    an option the saved settings refuse is left out alone, and the window says so."""
+    import main
+    from gui.app import cli_overrides
+    month = str(ROOT / "bench" / "data" / "btc_perp_ftx_1m_20211231_20220201.csv.gz")
+    argv = ["--source", "replay", "--replay-file", month, "--speed", "max",
+            "--strategy", "sma_cross", "--fixed-qty", "0.1", "--replay-from-start",
+            "--execution-latency-ms", "0", "--no-breaker", "--no-flatten",
+            "--starting-balance", "1000000", "--duration", "45032"]
+    args, _cfg = main.parse_config(argv)
+    w = make_window(cli_overrides=cli_overrides(args, argv))
+    cfg = w.build_config()
+    assert (cfg.duration_min, cfg.strategy, cfg.broker.fixed_qty, cfg.broker.latency_ms) == (
+        45032.0, "sma_cross", Decimal("0.1"), 0)
+    assert (cfg.breaker_enabled, cfg.flatten_at_end, cfg.replay_from_start) == (
+        False, False, True)
+    assert cfg.broker.starting_cash == Decimal("1000000") and math.isinf(cfg.speed)
+    assert w.duration_spin.text().replace(",", "") == "45032.0 min"  # what the toolbar shows
+    assert not w.alert_banner.isVisible() or "not used" not in w.alert_banner.label.text()
+
+    # a quantity off the lot of a saved symbol's broker: that option alone is left out
+    bad = make_window(cli_overrides={"fixed_qty": "0.0005", "no_such": 1,
+                                     "breaker_enabled": False})
+    cfg = bad.build_config()
+    assert cfg.broker.fixed_qty is None and cfg.breaker_enabled is False
+    bad.show()
+    text = bad.alert_banner.label.text()
+    assert bad.alert_banner.isVisible() and "Command-line options not used: fixed_qty must " \
+        "be a multiple of the lot size" in text
+
+
 @pytest.mark.parametrize("extra, want_code, want_status", [
     ([], 0, "success"),
     (["--no-watchdog", "--inject-strategy-error", "1"], 1, "error"),

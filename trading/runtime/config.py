@@ -11,6 +11,8 @@ from trading.risk import BreakerConfig
 from trading.runtime.common import InjectedFault
 from trading.strategy import EntryOrders
 
+MAX_DURATION_MIN = 62 * 24 * 60  # two months of market time (a month's replay fits)
+
 
 @dataclass
 class SessionConfig:
