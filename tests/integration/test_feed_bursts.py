@@ -147,7 +147,7 @@ def test_a_frame_read_is_not_held_behind_a_read_that_waits(then):
             conn.send(depth(0))
             if then == "ping":
                 conn.ping(b"p")
-                time.sleep(1.5)
+                time.sleep(0.8)
                 later.set()
                 conn.send(depth(1))
             elif then == "slow_fragment":
@@ -155,7 +155,7 @@ def test_a_frame_read_is_not_held_behind_a_read_that_waits(then):
 
                 def parts():
                     yield text[:20]
-                    time.sleep(1.5)
+                    time.sleep(0.8)
                     later.set()
                     yield text[20:]
                 conn.send(parts())
@@ -164,7 +164,7 @@ def test_a_frame_read_is_not_held_behind_a_read_that_waits(then):
                 head = bytes([0x81, 126]) + len(payload).to_bytes(2, "big")
                 sock = conn.socket
                 sock.sendall(head + payload[:10])
-                time.sleep(1.5)
+                time.sleep(0.8)
                 later.set()
                 sock.sendall(payload[10:])
             while True:
