@@ -540,16 +540,15 @@ def test_any_funding_second_reads_exactly_in_any_form(seconds, form):
 
 def test_a_bad_funding_time_is_counted_and_logged_once_per_kind():
     import logging
-    import queue
 
     from trading.runtime import feed as feed_module
-    from trading.runtime.feed import FeedConfig, MarketFeed
+    from trading.runtime.feed import FeedConfig, FrameQueue, MarketFeed
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
     feed_module.log.addHandler(handler)
     try:
-        feed = MarketFeed(FeedConfig(url="ws://127.0.0.1:9/public/"), queue.Queue())
+        feed = MarketFeed(FeedConfig(url="ws://127.0.0.1:9/public/"), FrameQueue())
         for bad in ("soon", "later", "never"):
             assert feed._handle(raw(price_frame(nft=bad)), 1.0) is False
         assert feed._handle(raw(price_frame(ft="whenever")), 1.0) is False

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import select
 import threading
 import time
 from collections import deque
@@ -200,28 +199,10 @@ class ReadAheadWebSocket(websocket.WebSocket):
         return n >= head + size
 
 
-def _frame_ready(ws) -> bool:
-    """Whether the next frame can be read now without waiting for the network (another
-    WebSocket than ours: whether any bytes wait on its socket)."""
-    ready = getattr(ws, "frame_ready", None)
-    if ready is not None:
-        return ready()
-    sock = getattr(ws, "sock", None)
-    if sock is None:
-        return False
-    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
-    if pending is not None and pending():
-        return True
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):  # closed under us: the next read says why
-        return False
-
-
 class MarketFeed:
     """Run the websocket connection on its own thread and put parsed events on `out`."""
 
-    def __init__(self, config: FeedConfig, out: queue.Queue) -> None:
+    def __init__(self, config: FeedConfig, out: FrameQueue) -> None:
         self.config = config
         self.out = out
         self.subscriptions: set = set(config.subscriptions)
@@ -337,7 +318,7 @@ class MarketFeed:
         while True:
             # a read may block: what was read goes to the consumer first, unless the next
             # frame is already here whole (a burst, handed over together)
-            if self._burst and (len(self._burst) >= BURST_MAX or not _frame_ready(ws)):
+            if self._burst and (len(self._burst) >= BURST_MAX or not ws.frame_ready()):
                 self._hand_over(time.monotonic())
             frame = ws.recv_frame()
             op = frame.opcode
@@ -552,13 +533,7 @@ class MarketFeed:
         burst, self._burst = self._burst, []
         if not burst:
             return
-        put_many = getattr(self.out, "put_many_nowait", None)
-        if put_many is None:  # a plain queue: one at a time
-            for item, n in burst:
-                if self._put(item, now):
-                    self.stats.events += n
-            return
-        taken = put_many([item for item, _ in burst])
+        taken = self.out.put_many_nowait([item for item, _ in burst])
         self.stats.events += sum(n for _, n in burst[:taken])
         for _ in burst[taken:]:
             self._dropped(now)
@@ -567,14 +542,6 @@ class MarketFeed:
         # and a fast stream would fill the queue meanwhile)
         if self.out.maxsize and self.out.qsize() * 8 >= self.out.maxsize:
             time.sleep(0)
-
-    def _put(self, item, now: float) -> bool:
-        try:
-            self.out.put_nowait(item)
-            return True
-        except queue.Full:
-            self._dropped(now)
-            return False
 
     def _dropped(self, now: float) -> None:
         self.stats.dropped += 1
