@@ -54,8 +54,9 @@ class TradingEngine:
         self.last_equity_ts = 0
         self.skip_until = 0  # data before this was seen before a crash or missed while down
         self.retime_pending = False  # orders due while the session was down go out at once
-        self.quotes_heard = True  # False: nobody subscribes to QuoteApplied (not made)
-        self.unheard: frozenset = frozenset()  # ClockTicked, PositionChanged: not made
+        # event types nobody subscribes to (a headless replay: QuoteApplied, ClockTicked,
+        # PositionChanged): not made
+        self.unheard: frozenset = frozenset()
 
     # ---- inputs ----
     def apply_frame(self, frame, now_ms: int) -> None:
@@ -139,7 +140,7 @@ class TradingEngine:
         fill, sample and figure is the same."""
         b = self.broker
         p = b.position
-        return (not self.quotes_heard and self.start_data_ts is not None
+        return (QuoteApplied in self.unheard and self.start_data_ts is not None
                 and not self.retime_pending and not b.pending and not b.resting
                 and b.funding_due_ts is None and not b.quote_stale
                 and p.stop_px is None and p.target_px is None
@@ -167,7 +168,7 @@ class TradingEngine:
         self.clock.observe(ts)
         if events:
             self._broker_events(events)
-        if self.quotes_heard:
+        if QuoteApplied not in self.unheard:
             self.emit(QuoteApplied(q))
         if ts - self.last_equity_ts >= self.equity_every_ms:
             self.sample_equity(ts)

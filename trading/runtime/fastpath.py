@@ -81,10 +81,9 @@ class FastReplay:
     def run(self) -> None:
         s = self.s
         from trading.events import ClockTicked, PositionChanged, QuoteApplied
-        s.engine.quotes_heard = s.bus.heard(QuoteApplied)
         # events nobody subscribes to are not made (headless, not recorded: a file replays
         # the run exactly)
-        s.engine.unheard = frozenset(t for t in (ClockTicked, PositionChanged)
+        s.engine.unheard = frozenset(t for t in (QuoteApplied, ClockTicked, PositionChanged)
                                      if not s.bus.heard(t))
         s.state_writer.paused = True
         s.journal_writer.hold()
@@ -108,7 +107,6 @@ class FastReplay:
             self.loop_seconds = time.perf_counter() - t0
             s.state_writer.paused = False
             s.log_writer.quiet = False
-            s.engine.quotes_heard = True
             s.engine.unheard = frozenset()
         s._save_state("running")
 
